@@ -1,0 +1,103 @@
+"""EngineContext: what the core hands every hook of one strategy's engine."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+
+from strategy_manager.core.classloader import ClassLoader
+from strategy_manager.core.clock import Clock, SystemClock
+from strategy_manager.core.spec import StrategySpec
+
+log = logging.getLogger("strategy_manager.engine")
+
+
+class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Puts the strategy id in front of every message and in ``record.strategy_id``."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{extra.get('strategy_id')}] {msg}", kwargs
+
+
+def safe_dirname(strategy_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", strategy_id)
+
+
+@define
+class EngineContext:
+    spec: StrategySpec
+    #: A folder private to this strategy and engine; created on first use.
+    data_dir: Path
+    classes: ClassLoader = field(factory=lambda: ClassLoader((), ()))
+    clock: Clock = field(factory=SystemClock)
+    #: The engine's section of the ``engine_options`` setting.
+    options: Mapping[str, Any] = field(factory=dict)
+    #: Set when the core wants the engine to stop; engine threads should watch it.
+    stop_event: threading.Event = field(factory=threading.Event)
+    logger: logging.LoggerAdapter = field(init=False)  # type: ignore[type-arg]
+    #: Called with the exception when a spawned thread dies of one.
+    on_crash: Callable[[BaseException], None] = field(default=lambda exc: None)
+    #: Called when a spawned thread returns while no stop was asked.
+    on_finish: Callable[[], None] = field(default=lambda: None)
+    threads: list[threading.Thread] = field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.logger = StrategyLogger(
+            logging.getLogger(f"strategy_manager.engine.{self.spec.engine}"),
+            {"strategy_id": self.spec.id},
+        )
+
+    @property
+    def strategy_id(self) -> str:
+        return self.spec.id
+
+    def private_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def load_class(self, dotted: str) -> Any:
+        """Import ``engine_class`` under the import-path and allow-list rules."""
+        return self.classes.load(dotted)
+
+    def spawn(self, target: Callable[[], Any], name: str = "run") -> threading.Thread:
+        """Run ``target`` on a new daemon thread the core watches and joins on stop.
+
+        An exception in ``target`` is reported as a crash of the strategy; a return
+        while ``stop_event`` is not set is reported as the engine finishing.
+        """
+
+        def body() -> None:
+            try:
+                target()
+            except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
+                if not self.stop_event.is_set():
+                    self.logger.exception("engine thread %s died", name)
+                    self.on_crash(exc)
+                return
+            if not self.stop_event.is_set():
+                self.on_finish()
+
+        thread = threading.Thread(target=body, name=f"{self.spec.id}/{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return thread
+
+    def join_threads(self, timeout: float) -> list[threading.Thread]:
+        """Join spawned threads within ``timeout`` seconds; return those still alive."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self.threads if t.is_alive()]
+        self.threads = alive
+        return alive

@@ -1,0 +1,141 @@
+"""The contract between the core and an engine plugin.
+
+An engine plugin is a module (or any object) named by an entry point in the group
+``quant_strategy_manager.engines``; the entry point's name is the engine name that
+strategy documents put in their ``engine`` field. The plugin implements the hooks
+below with ``@hookimpl``; it may leave out ``qsm_restore_engine`` and
+``qsm_snapshot_engine`` if it keeps no state, and must implement the other four.
+
+The core drives one *engine* (the object ``qsm_create_engine`` returns) per
+strategy. Rules that hold for every hook:
+
+* Hooks are called from a core thread, never from the engine's own threads, and the
+  core never calls two hooks of one engine at the same time. Different strategies'
+  engines are driven concurrently.
+* ``context`` is the strategy's :class:`~strategy_manager.core.context.EngineContext`:
+  its spec, a private data directory, a logger, the clock, ``load_class`` for the
+  document's ``engine_class`` and ``spawn`` for engines that need a thread.
+* An exception from a hook fails that one strategy only: the core records it with
+  the strategy id and engine name, and the supervisor restarts the strategy with
+  backoff (or marks it FAILED). Raise :class:`~strategy_manager.core.errors.QsmError`
+  subclasses with a one-line message when the cause is the user's input.
+* Plugins import their engine library lazily, inside the hooks: importing the plugin
+  module must be cheap, because ``strategy-manager engines`` imports every plugin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from strategy_manager.core.context import EngineContext
+    from strategy_manager.core.spec import StrategySpec
+
+PROJECT = "quant_strategy_manager"
+ENTRY_POINT_GROUP = "quant_strategy_manager.engines"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def qsm_engine_info() -> dict[str, Any]:  # type: ignore[empty-body]
+    """Describe the engine this plugin provides.
+
+    When: once, when the registry loads the plugin (``strategy-manager engines``,
+    orchestrator start-up). Must not import the engine library if that is slow.
+
+    Returns a dict with:
+
+    * ``name`` (str, required): the engine name; must equal the entry point's name.
+    * ``version`` (str, required): the version of the engine library or plugin.
+    * ``capabilities`` (list of str): any of ``"snapshot"`` (implements
+      ``qsm_snapshot_engine``) and ``"restore"`` (implements ``qsm_restore_engine``),
+      plus free-form extras.
+    * ``description`` (str): one line for listings.
+
+    Raising marks the plugin broken; every other engine keeps working.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
+    """Build the engine for one strategy, without starting it.
+
+    When: each time a worker for ``spec`` is (re)created: first start, after a
+    document change, after a crash. Nothing trades yet.
+
+    Arguments: ``spec`` is the validated strategy document (``spec.params``,
+    ``spec.engine_class`` ...); use ``context.load_class(spec.engine_class)`` to
+    import user code, which enforces the configured import paths and allow-list.
+
+    Returns the engine object, opaque to the core and passed back to every other
+    hook. Must not return None.
+
+    Raising (bad params, unknown class, ...) fails this strategy; the message should
+    name the offending parameter or class.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_restore_engine(engine: Any, snapshot: dict[str, Any], context: EngineContext) -> None:
+    """Put a previously taken snapshot back into a freshly created engine.
+
+    When: after ``qsm_create_engine`` and before ``qsm_start_engine``, if the store
+    holds a snapshot for this strategy. Never called on a started engine.
+
+    Arguments: ``snapshot`` is exactly the dict an earlier ``qsm_snapshot_engine``
+    returned (possibly from another process or version of the plugin).
+
+    Returns nothing. Raise :class:`~strategy_manager.core.errors.SnapshotError`
+    naming the bad key if the snapshot is corrupt or of an unknown shape; the core
+    then reports the strategy instead of starting it from a wrong state.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_start_engine(engine: Any, context: EngineContext) -> None:
+    """Start trading.
+
+    When: after create (and restore), when the schedule says the strategy should run.
+
+    Must return promptly (seconds at most). An engine that runs a loop of its own
+    (``cerebro.run()``, a replay) runs it on a thread from ``context.spawn``; the
+    core watches that thread: an exception in it is a crash, a normal return while
+    no stop was asked is reported as the engine finishing.
+
+    Raising means the engine did not start; the supervisor retries with backoff.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_stop_engine(engine: Any, context: EngineContext) -> None:
+    """Stop trading and release the engine's resources.
+
+    When: at the schedule's stop, on removal or change of the document, on
+    shutdown; also after a failed start, to clean up. ``context.stop_event`` is
+    already set when this is called. May be called on an engine that never started.
+
+    Must return within a few seconds, and after it returns no thread of the engine
+    may still run (threads from ``context.spawn`` are joined by the core).
+
+    Raising is logged against the strategy; the core forgets the engine anyway.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] | None:
+    """Return the engine's state, so a later ``qsm_restore_engine`` can resume it.
+
+    When: every ``snapshot_interval`` while running, before a stop, on a schedule
+    pause and on shutdown. May be called while the engine's own thread runs: return
+    a consistent copy (for example the state as of the last completed bar).
+
+    Returns plain JSON-compatible data (dict, list, str, int, float, bool, None)
+    that only this plugin needs to understand; the core stores it atomically and
+    never interprets it. None means "nothing to save" and keeps the previous one.
+
+    Raising keeps the previous snapshot and is reported against the strategy.
+    """

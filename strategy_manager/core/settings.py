@@ -1,0 +1,371 @@
+"""Typed settings and where each value came from.
+
+Precedence, highest first: the process environment, ``config/.env``, ``config/
+production.json``, the built-in defaults below. The config directory is the
+``--config-dir`` option, else ``QSM_CONFIG_DIR``, else ``./config``.
+
+Settings are built once (:func:`load_settings`) and passed down; no other module
+reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+from attrs import define, field
+
+from strategy_manager.core.errors import ConfigError
+
+Source = Literal["env", ".env", "production.json", "default"]
+
+DEFAULT_CALENDAR_MAP = {".SH": "XSHG", ".SZ": "XSHG", ".BJ": "XSHG", ".HK": "XHKG", "": "XNYS"}
+
+
+def _meta(env: str | None = None, doc: str = "") -> dict[str, Any]:
+    return {"env": env, "doc": doc}
+
+
+@define(frozen=True)
+class Settings:
+    """Every setting. ``metadata['env']`` is the environment variable that sets it."""
+
+    mongo_uri: str | None = field(
+        default=None,
+        metadata=_meta("MONGO_URI", "MongoDB URI; unset means the embedded SQLite store"),
+    )
+    mongo_db: str = field(default="finance", metadata=_meta("MONGO_DB", "MongoDB database name"))
+    mongo_timeout_ms: int = field(
+        default=5000,
+        metadata=_meta("QSM_MONGO_TIMEOUT_MS", "server selection timeout before a clear error"),
+    )
+    strategies_collection: str = field(
+        default="watchlist_strategies",
+        metadata=_meta("QSM_STRATEGIES_COLLECTION", "the users' strategy documents"),
+    )
+    snapshots_collection: str = field(
+        default="strategy_snapshots",
+        metadata=_meta("QSM_SNAPSHOTS_COLLECTION", "engine state snapshots"),
+    )
+    status_collection: str = field(
+        default="strategy_status",
+        metadata=_meta("QSM_STATUS_COLLECTION", "runtime status per strategy"),
+    )
+    data_dir: str = field(
+        default=".qsm",
+        metadata=_meta("QSM_DATA_DIR", "embedded store file and engines' private folders"),
+    )
+    engines: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_meta("QSM_ENGINES", "engines to load (comma list); unset loads all installed"),
+    )
+    enable: Mapping[str, bool] = field(
+        factory=dict,
+        metadata=_meta(None, "per-engine switches; ENABLE_<ENGINE>=true|false in env or .env"),
+    )
+    import_paths: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta("QSM_IMPORT_PATHS", "folders searched for engine_class modules"),
+    )
+    engine_class_allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "QSM_ENGINE_CLASS_ALLOW", "module prefixes engine_class may name (comma list)"
+        ),
+    )
+    poll_interval: float = field(
+        default=1.0, metadata=_meta("QSM_POLL_INTERVAL", "seconds between store polls")
+    )
+    resync_interval: float = field(
+        default=30.0, metadata=_meta("QSM_RESYNC_INTERVAL", "seconds between full reconciles")
+    )
+    snapshot_interval: float = field(
+        default=60.0, metadata=_meta("QSM_SNAPSHOT_INTERVAL", "seconds between snapshots")
+    )
+    snapshot_history: int = field(
+        default=20, metadata=_meta("QSM_SNAPSHOT_HISTORY", "snapshots kept per strategy")
+    )
+    default_calendar: str = field(
+        default="XSHG", metadata=_meta("QSM_DEFAULT_CALENDAR", "calendar when none is derived")
+    )
+    calendar_map: Mapping[str, str] = field(
+        factory=lambda: dict(DEFAULT_CALENDAR_MAP),
+        metadata=_meta("QSM_CALENDAR_MAP", "symbol suffix to calendar ('' = no suffix)"),
+    )
+    schedule_mode: str = field(
+        default="calendar", metadata=_meta("QSM_SCHEDULE_MODE", "calendar or always")
+    )
+    pre_open_minutes: int = field(
+        default=5, metadata=_meta("QSM_PRE_OPEN_MINUTES", "start this long before the open")
+    )
+    post_close_minutes: int = field(
+        default=5, metadata=_meta("QSM_POST_CLOSE_MINUTES", "stop this long after the close")
+    )
+    lunch_break: str = field(
+        default="keep_running", metadata=_meta("QSM_LUNCH_BREAK", "keep_running or pause")
+    )
+    calendar_end_policy: str = field(
+        default="weekdays",
+        metadata=_meta("QSM_CALENDAR_END_POLICY", "past a calendar's last session: weekdays|stop"),
+    )
+    holidays: Mapping[str, tuple[str, ...]] = field(
+        factory=dict,
+        metadata=_meta("QSM_HOLIDAYS", "extra closed dates per calendar, JSON object"),
+    )
+    restart_max: int = field(
+        default=5, metadata=_meta("QSM_RESTART_MAX", "restarts in restart_window before FAILED")
+    )
+    restart_window: float = field(
+        default=300.0, metadata=_meta("QSM_RESTART_WINDOW", "seconds over which restarts count")
+    )
+    backoff_base: float = field(
+        default=1.0, metadata=_meta("QSM_BACKOFF_BASE", "first restart delay cap, seconds")
+    )
+    backoff_cap: float = field(
+        default=60.0, metadata=_meta("QSM_BACKOFF_CAP", "longest restart delay, seconds")
+    )
+    stop_timeout: float = field(
+        default=10.0, metadata=_meta("QSM_STOP_TIMEOUT", "seconds an engine gets to stop")
+    )
+    lease_seconds: float = field(
+        default=15.0, metadata=_meta("QSM_LEASE_SECONDS", "ownership lease of a strategy")
+    )
+    engine_options: Mapping[str, Mapping[str, Any]] = field(
+        factory=dict,
+        metadata=_meta("QSM_ENGINE_OPTIONS", "per-engine options, JSON object by engine name"),
+    )
+
+    @property
+    def store_kind(self) -> str:
+        return "mongodb" if self.mongo_uri else "embedded"
+
+    @property
+    def embedded_path(self) -> Path:
+        return Path(self.data_dir) / "store.sqlite3"
+
+    def engine_enabled(self, name: str) -> bool:
+        """An engine loads when the ``engines`` list (if set) names it, unless switched off."""
+        switch = self.enable.get(name.lower())
+        if switch is not None:
+            return switch
+        return self.engines is None or name in self.engines
+
+
+@define(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    #: setting name -> the source its value came from
+    sources: Mapping[str, Source]
+    config_dir: Path
+    #: file name -> found (True) or missing (False)
+    files: Mapping[str, bool]
+
+
+_FIELDS = {f.name: f for f in attrs.fields(Settings)}
+_BY_ENV = {f.metadata["env"]: f.name for f in attrs.fields(Settings) if f.metadata.get("env")}
+_ENABLE = re.compile(r"^ENABLE_([A-Z0-9_]+)$")
+
+
+def find_config_dir(option: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    if option:
+        return Path(option)
+    if environ.get("QSM_CONFIG_DIR"):
+        return Path(environ["QSM_CONFIG_DIR"])
+    return Path("config")
+
+
+def load_settings(
+    config_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the settings from all four levels; raises ConfigError on a malformed file."""
+    environ = os.environ if environ is None else environ
+    directory = find_config_dir(config_dir, environ)
+    json_path = directory / "production.json"
+    env_path = directory / ".env"
+    values: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    enable: dict[str, bool] = {}
+    enable_sources: list[Source] = []
+
+    def put(name: str, raw: Any, source: Source, origin: str) -> None:
+        values[name] = _coerce(name, raw, origin)
+        sources[name] = source
+
+    if json_path.is_file():
+        for key, raw in _read_json(json_path).items():
+            if key.startswith("enable_") and isinstance(raw, bool):
+                enable[key[len("enable_"):]] = raw
+                enable_sources.append("production.json")
+            elif key == "enable" and isinstance(raw, dict):
+                for name, on in raw.items():
+                    enable[str(name).lower()] = _coerce_bool(on, f"{json_path}: enable.{name}")
+                enable_sources.append("production.json")
+            elif key in _FIELDS and key != "enable":
+                put(key, raw, "production.json", f"{json_path}: key '{key}'")
+            else:
+                raise ConfigError(f"{json_path}: unknown key '{key}'")
+    for layer, source in ((_read_dotenv(env_path), ".env"), (environ, "env")):
+        for var, raw in layer.items():
+            if var in _BY_ENV:
+                put(_BY_ENV[var], raw, source, f"{source} variable {var}")  # type: ignore[arg-type]
+            elif match := _ENABLE.match(var):
+                enable[match.group(1).lower()] = _coerce_bool(raw, f"{source} variable {var}")
+                enable_sources.append(source)  # type: ignore[arg-type]
+    if enable:
+        values["enable"] = enable
+        sources["enable"] = enable_sources[-1]
+    for name in _FIELDS:
+        sources.setdefault(name, "default")
+    try:
+        settings = Settings(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None
+    _validate(settings)
+    return LoadedSettings(
+        settings=settings,
+        sources=sources,
+        config_dir=directory,
+        files={"production.json": json_path.is_file(), ".env": env_path.is_file()},
+    )
+
+
+def _validate(s: Settings) -> None:
+    choices = {
+        "schedule_mode": ("calendar", "always"),
+        "lunch_break": ("keep_running", "pause"),
+        "calendar_end_policy": ("weekdays", "stop"),
+    }
+    for name, allowed in choices.items():
+        if getattr(s, name) not in allowed:
+            raise ConfigError(f"setting {name}: must be one of {', '.join(allowed)}, "
+                              f"got {getattr(s, name)!r}")
+    for name in ("poll_interval", "resync_interval", "snapshot_interval", "stop_timeout"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name}: must be positive, got {getattr(s, name)}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    import io
+
+    result: dict[str, str] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line
+            raise ConfigError(f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}")
+        if binding.key is not None and binding.value is not None:
+            result[binding.key] = binding.value
+    return result
+
+
+def _coerce_bool(raw: Any, origin: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{origin}: expected true or false, got {raw!r}")
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    """Turn a JSON value or an environment string into the field's type, strictly."""
+    kind = _FIELDS[name].type
+    text = isinstance(raw, str)
+    try:
+        if kind in ("int",):
+            value = int(raw) if text else raw
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind in ("float",):
+            value = float(raw) if text else raw
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind in ("str", "str | None"):
+            if raw is None and "None" in kind:
+                return None
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw if raw or "None" not in kind else None
+        if kind.startswith("tuple"):
+            items = _split_list(raw) if text else raw
+            if items is None and "None" in kind:
+                return None
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(items)
+        # Mappings: JSON objects, given as JSON text in the environment.
+        value = json.loads(raw) if text else raw
+        if not isinstance(value, dict):
+            raise ValueError
+        if name == "holidays":
+            return {cal: tuple(days) for cal, days in value.items()}
+        return value
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ConfigError(f"{origin}: cannot use {raw!r} for {name} ({kind})") from None
+
+
+def _split_list(raw: str) -> list[str]:
+    raw = raw.strip()
+    if raw.startswith("["):
+        value = json.loads(raw)
+        if not isinstance(value, list):
+            raise ValueError
+        return value
+    separator = os.pathsep if ";" in raw or (os.pathsep == ":" and ":" in raw) else ","
+    return [part.strip() for part in raw.split(separator) if part.strip()]
+
+
+SECRET_NAME = re.compile(r"(pass|secret|token|key|credential)", re.IGNORECASE)
+
+
+def mask_uri(uri: str) -> str:
+    """``mongodb://user:pw@host`` -> ``mongodb://user:***@host``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked(name: str, value: Any) -> Any:
+    """The value as safe to print: URI passwords and secret-looking keys hidden."""
+    if isinstance(value, str) and "://" in value:
+        return mask_uri(value)
+    if isinstance(value, Mapping):
+        return {k: ("***" if SECRET_NAME.search(str(k)) else masked(str(k), v))
+                for k, v in value.items()}
+    if SECRET_NAME.search(name) and value not in (None, "", (), {}):
+        return "***"
+    return value

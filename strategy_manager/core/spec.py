@@ -1,0 +1,206 @@
+"""StrategySpec: one validated strategy document, and the one cattrs converter.
+
+A document is the user's; we parse it, never rewrite it. Known fields are typed and
+checked strictly (a ``"true"`` string is not a bool, ``5`` is not a symbol); unknown
+fields are kept in ``extra`` untouched. A document that fails validation raises
+:class:`InvalidStrategy` naming the document, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any, Literal, get_args, get_origin
+
+import cattrs
+from attrs import define, field, fields
+
+from strategy_manager.core.errors import InvalidStrategy
+
+MAX_DEPTH = 32
+MAX_DOCUMENT_BYTES = 1_000_000
+
+ScheduleMode = Literal["calendar", "always"]
+LunchBreak = Literal["keep_running", "pause"]
+
+
+@define(frozen=True)
+class ScheduleOverrides:
+    """The per-strategy ``schedule`` object; a None field takes the configured default."""
+
+    mode: ScheduleMode | None = None
+    pre_open_minutes: int | None = None
+    post_close_minutes: int | None = None
+    lunch_break: LunchBreak | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("pre_open_minutes", "post_close_minutes"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 24 * 60:
+                raise ValueError(f"{name} must be between 0 and 1440, got {value}")
+
+
+@define(frozen=True)
+class StrategySpec:
+    user_id: str
+    symbol: str
+    strategy_key: str
+    engine: str
+    enabled: bool = True
+    engine_class: str | None = None
+    params: dict[str, Any] = field(factory=dict)
+    calendar: str | None = None
+    schedule: ScheduleOverrides = field(factory=ScheduleOverrides)
+    #: The document's ``_id`` as a string, when it came from a store.
+    doc_id: str | None = None
+    updated_at: datetime | None = None
+    #: Fields we do not know, exactly as they were.
+    extra: dict[str, Any] = field(factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The natural key ``user_id:symbol:strategy_key``, unique in the store."""
+        return f"{self.user_id}:{self.symbol}:{self.strategy_key}"
+
+    def runtime_fingerprint(self) -> str:
+        """What, when changed, means the running worker must be recreated."""
+        return json.dumps(
+            [self.engine, self.engine_class, self.params, self.calendar,
+             converter.unstructure(self.schedule)],
+            sort_keys=True,
+            default=str,
+        )
+
+
+def _strict(kind: type | tuple[type, ...], label: str) -> Any:
+    def structure(value: Any, _type: Any) -> Any:
+        # bool is an int in Python; a document's true is not a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+            raise TypeError(f"expected {label}, got {type(value).__name__} {_short(value)}")
+        return value
+
+    return structure
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+converter.register_structure_hook(str, _strict(str, "a string"))
+converter.register_structure_hook(bool, _strict(bool, "true or false"))
+converter.register_structure_hook(int, _strict(int, "an integer"))
+converter.register_structure_hook(float, _strict((int, float), "a number"))
+converter.register_structure_hook_func(
+    lambda t: t == dict[str, Any], _strict(dict, "an object")
+)
+converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
+
+_KNOWN = {f.name for f in fields(StrategySpec)} - {"doc_id", "updated_at", "extra"}
+_REQUIRED = ("user_id", "symbol", "strategy_key", "engine")
+
+
+def describe(document: Any) -> str:
+    """A short name for a document in messages, even a broken one."""
+    if isinstance(document, dict):
+        parts = [document.get(k) for k in ("user_id", "symbol", "strategy_key")]
+        if all(isinstance(p, str) for p in parts):
+            return ":".join(parts)  # type: ignore[arg-type]
+        if "_id" in document:
+            return f"document _id={document['_id']}"
+    return "document"
+
+
+def parse_strategy(document: Any) -> StrategySpec:
+    """Validate one raw document into a StrategySpec, or raise InvalidStrategy."""
+    name = describe(document)
+    if not isinstance(document, dict):
+        raise InvalidStrategy(f"{name}: expected a JSON object, got {type(document).__name__}")
+    for key in _REQUIRED:
+        if key not in document or document[key] is None:
+            raise InvalidStrategy(f"{name}: missing required field '{key}'")
+    for key in ("user_id", "symbol", "strategy_key", "engine"):
+        value = document[key]
+        if isinstance(value, str) and (not value.strip() or ":" in value and key != "symbol"):
+            raise InvalidStrategy(
+                f"{name}: field '{key}' must be a non-empty string without ':', got {value!r}"
+            )
+    _check_plain(document, name, "$", 0)
+    size = len(json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise InvalidStrategy(f"{name}: document is {size} bytes, the limit is {MAX_DOCUMENT_BYTES}")
+    known = {k: v for k, v in document.items() if k in _KNOWN}
+    if known.get("schedule") is None:
+        known.pop("schedule", None)
+    elif not isinstance(known["schedule"], dict):
+        raise InvalidStrategy(f"{name}: field 'schedule': expected an object")
+    try:
+        spec = converter.structure(known, StrategySpec)
+    except cattrs.ClassValidationError as exc:
+        raise InvalidStrategy(f"{name}: {_first_reason(exc)}") from None
+    extra = {k: v for k, v in document.items() if k not in _KNOWN and k not in ("_id", "updated_at")}
+    updated = document.get("updated_at")
+    return _replace(
+        spec,
+        doc_id=None if document.get("_id") is None else str(document["_id"]),
+        updated_at=updated if isinstance(updated, datetime) else None,
+        extra=extra,
+    )
+
+
+def _replace(spec: StrategySpec, **changes: Any) -> StrategySpec:
+    import attrs
+
+    return attrs.evolve(spec, **changes)
+
+
+def _first_reason(exc: BaseException) -> str:
+    messages = cattrs.transform_error(exc, path="", format_exception=_format_leaf)
+    text = messages[0] if messages else str(exc)
+    # cattrs says "... @ .params"; we say "field 'params': ...".
+    if " @ " in text:
+        reason, where = text.rsplit(" @ ", 1)
+        where = where.lstrip(".").replace("].", "]").replace("[", ".").replace("]", "")
+        return f"field '{where}': {reason}"
+    return text
+
+
+def _format_leaf(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    literals = [a for a in (get_args(type_) or [type_]) if get_origin(a) is Literal]
+    if literals:
+        allowed = ", ".join(repr(v) for v in get_args(literals[0]))
+        return f"must be one of {allowed}"
+    return str(exc) or type(exc).__name__
+
+
+def _check_plain(value: Any, name: str, path: str, depth: int) -> None:
+    """Reject what cannot round-trip through JSON and BSON unchanged."""
+    if depth > MAX_DEPTH:
+        raise InvalidStrategy(f"{name}: '{path}' is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidStrategy(f"{name}: key {key!r} under '{path}' is not a string")
+            if depth > 0 and (key.startswith("$") or "." in key or "\x00" in key):
+                raise InvalidStrategy(
+                    f"{name}: key {key!r} under '{path}' may not start with '$' or contain '.'"
+                )
+            _check_plain(item, name, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_plain(item, name, f"{path}[{index}]", depth + 1)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidStrategy(f"{name}: '{path}' is not valid UTF-8 text") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidStrategy(f"{name}: '{path}' is {value}, which JSON cannot hold")

@@ -1,0 +1,138 @@
+"""The store contract the orchestrator and the CLI use; MongoDB and SQLite implement it.
+
+Three collections (names from settings):
+
+* strategies: the users' documents, returned as they are stored (``_id`` as a
+  string). We write them only through the explicit methods below, each of which
+  sets ``updated_at`` so polling sees the change.
+* snapshots: engine state per strategy, each write a new document with a sequence
+  number that only grows; the latest is read back on start; ``snapshot_history``
+  are kept.
+* status: one record per strategy, replaced on each write.
+
+A strategy is named by an *ident*: its natural key ``user_id:symbol:strategy_key``
+or its document ``_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from attrs import define, field
+
+
+@define(frozen=True)
+class Snapshot:
+    strategy_id: str
+    seq: int
+    taken_at: datetime
+    engine: str
+    state: dict[str, Any]
+
+
+@define(frozen=True)
+class SnapshotWrite:
+    strategy_id: str
+    engine: str
+    state: dict[str, Any]
+    taken_at: datetime
+    #: The writer's lease: (owner, epoch). When given, the write is rejected unless
+    #: that lease is still the current one for the strategy (fencing).
+    lease: tuple[str, int] | None = None
+
+
+@define(frozen=True)
+class Lease:
+    strategy_id: str
+    owner: str
+    #: Grows by one each time ownership passes to a new owner.
+    epoch: int
+    expires_at: datetime
+
+
+@define(frozen=True)
+class StatusRecord:
+    strategy_id: str
+    state: str
+    engine: str | None = None
+    owner: str | None = None
+    heartbeat: datetime | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    next_transition: str | None = None
+    next_transition_at: datetime | None = None
+    details: dict[str, Any] = field(factory=dict)
+
+
+@define(frozen=True)
+class UpsertResult:
+    ident: str
+    inserted: bool
+
+
+@runtime_checkable
+class Store(Protocol):
+    kind: str
+    #: A human description: the file path or the masked URI.
+    location: str
+
+    # -- strategy documents -------------------------------------------------
+    def list_strategies(self) -> list[dict[str, Any]]:
+        """Every document, in one query."""
+        ...
+
+    def get_strategy(self, ident: str) -> dict[str, Any] | None: ...
+
+    def upsert_strategy(self, document: dict[str, Any]) -> UpsertResult:
+        """Insert, or replace the fields of, the document with the same natural key."""
+        ...
+
+    def update_strategy(self, ident: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Set top-level fields of one document; return it. StoreError if absent."""
+        ...
+
+    def remove_strategy(self, ident: str) -> bool: ...
+
+    def change_token(self) -> Hashable:
+        """Cheap; differs whenever any document was inserted, changed or removed."""
+        ...
+
+    def watch(self) -> Iterator[None] | None:
+        """An iterator that yields once per change notification, or None when the
+        store cannot notify (then the caller polls ``change_token``)."""
+        ...
+
+    # -- snapshots ----------------------------------------------------------
+    def save_snapshots(self, writes: Sequence[SnapshotWrite]) -> list[int]:
+        """Write many snapshots in one round; return their sequence numbers.
+
+        Raises SnapshotError naming the strategy and key for a state that cannot be
+        encoded; the others in the batch are still written.
+        """
+        ...
+
+    def latest_snapshot(self, strategy_id: str) -> Snapshot | None: ...
+
+    def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]: ...
+
+    # -- ownership ----------------------------------------------------------
+    def claim(
+        self, strategy_ids: Sequence[str], owner: str, now: datetime, seconds: float
+    ) -> dict[str, Lease]:
+        """Take or renew, atomically per strategy, the lease of each id that is free,
+        expired or already ``owner``'s. Returns the leases ``owner`` now holds.
+        Taking a lease from someone else (expired) increments its epoch."""
+        ...
+
+    def release(self, strategy_ids: Sequence[str], owner: str) -> None:
+        """Give up ``owner``'s leases (expire them now); others' are untouched."""
+        ...
+
+    # -- runtime status -----------------------------------------------------
+    def write_status(self, records: Sequence[StatusRecord]) -> None: ...
+
+    def read_status(self) -> list[StatusRecord]: ...
+
+    def close(self) -> None: ...
