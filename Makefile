@@ -1,0 +1,38 @@
+# The only commands a newcomer needs: `make demo` and `make test`.
+# Both create .venv with Python 3.13 and install the three distributions into it.
+
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
+
+.PHONY: demo test install lint bench clean
+
+demo: $(STAMP)
+	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
+	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6h
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "Python 3.13 not found. Install it (e.g. 'pyenv install 3.13') or run 'make PYTHON=/path/to/python3.13'." >&2; \
+	  exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./qsm_backtrader -e ./qsm_vnpy
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check strategy_manager qsm_backtrader qsm_vnpy tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .qsm

@@ -1,0 +1,1 @@
+"""The backtrader engine adapter for quant-strategy-manager."""

@@ -1,0 +1,22 @@
+"""Hook implementations for engine `backtrader`. Imports backtrader lazily, inside the hooks."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from strategy_manager.core.hookspecs import hookimpl
+
+
+@hookimpl
+def qsm_engine_info() -> dict[str, Any]:
+    try:
+        engine_version = version("backtrader")
+    except PackageNotFoundError:
+        engine_version = "not installed"
+    return {
+        "name": "backtrader",
+        "version": engine_version,
+        "capabilities": [],
+        "description": "backtrader adapter (not yet able to run strategies)",
+    }

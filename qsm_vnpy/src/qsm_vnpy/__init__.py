@@ -1,0 +1,1 @@
+"""The vnpy engine adapter for quant-strategy-manager."""

@@ -1,0 +1,68 @@
+"""The ``strategy-manager`` command. Thin: parse, call the core, print.
+
+Each command group lives in its own module and is attached to :data:`cli` here.
+Errors from the core (:class:`QsmError`) become one line on stderr and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from strategy_manager import __version__
+from strategy_manager.cli.app import App, pass_app
+from strategy_manager.core.errors import QsmError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QsmError as exc:
+            if ctx.find_object(App) and ctx.find_object(App).debug:  # type: ignore[union-attr]
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="strategy-manager")
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Configuration folder (default: $QSM_CONFIG_DIR, then ./config).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
+    """Run many live trading strategies on any execution engine."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = App(config_dir=config_dir, debug=debug)
+
+
+def _attach() -> None:
+    from strategy_manager.cli import engines
+
+    cli.add_command(engines.engines)
+
+
+_attach()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="strategy-manager")
+    except QsmError as exc:  # raised outside a command, e.g. while parsing
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+__all__ = ["cli", "main", "pass_app"]
