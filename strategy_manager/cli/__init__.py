@@ -61,6 +61,8 @@ def main() -> None:
     try:
         cli.main(prog_name="strategy-manager")
     except QsmError as exc:  # raised outside a command, e.g. while parsing
+        if "--debug" in sys.argv[1:]:
+            raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

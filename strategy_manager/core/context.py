@@ -77,7 +77,7 @@ class EngineContext:
         def body() -> None:
             try:
                 target()
-            except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
+            except BaseException as exc:
                 if not self.stop_event.is_set():
                     self.logger.exception("engine thread %s died", name)
                     self.on_crash(exc)

@@ -201,7 +201,7 @@ def load_settings(
     if json_path.is_file():
         for key, raw in _read_json(json_path).items():
             if key.startswith("enable_") and isinstance(raw, bool):
-                enable[key[len("enable_"):]] = raw
+                enable[key[len("enable_") :]] = raw
                 enable_sources.append("production.json")
             elif key == "enable" and isinstance(raw, dict):
                 for name, on in raw.items():
@@ -244,8 +244,9 @@ def _validate(s: Settings) -> None:
     }
     for name, allowed in choices.items():
         if getattr(s, name) not in allowed:
-            raise ConfigError(f"setting {name}: must be one of {', '.join(allowed)}, "
-                              f"got {getattr(s, name)!r}")
+            raise ConfigError(
+                f"setting {name}: must be one of {', '.join(allowed)}, got {getattr(s, name)!r}"
+            )
     for name in ("poll_interval", "resync_interval", "snapshot_interval", "stop_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name}: must be positive, got {getattr(s, name)}")
@@ -278,7 +279,9 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             line = binding.original.line
-            raise ConfigError(f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}")
+            raise ConfigError(
+                f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}"
+            )
         if binding.key is not None and binding.value is not None:
             result[binding.key] = binding.value
     return result
@@ -364,8 +367,10 @@ def masked(name: str, value: Any) -> Any:
     if isinstance(value, str) and "://" in value:
         return mask_uri(value)
     if isinstance(value, Mapping):
-        return {k: ("***" if SECRET_NAME.search(str(k)) else masked(str(k), v))
-                for k, v in value.items()}
+        return {
+            k: ("***" if SECRET_NAME.search(str(k)) else masked(str(k), v))
+            for k, v in value.items()
+        }
     if SECRET_NAME.search(name) and value not in (None, "", (), {}):
         return "***"
     return value

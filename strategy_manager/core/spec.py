@@ -66,8 +66,13 @@ class StrategySpec:
     def runtime_fingerprint(self) -> str:
         """What, when changed, means the running worker must be recreated."""
         return json.dumps(
-            [self.engine, self.engine_class, self.params, self.calendar,
-             converter.unstructure(self.schedule)],
+            [
+                self.engine,
+                self.engine_class,
+                self.params,
+                self.calendar,
+                converter.unstructure(self.schedule),
+            ],
             sort_keys=True,
             default=str,
         )
@@ -97,9 +102,7 @@ converter.register_structure_hook(str, _strict(str, "a string"))
 converter.register_structure_hook(bool, _strict(bool, "true or false"))
 converter.register_structure_hook(int, _strict(int, "an integer"))
 converter.register_structure_hook(float, _strict((int, float), "a number"))
-converter.register_structure_hook_func(
-    lambda t: t == dict[str, Any], _strict(dict, "an object")
-)
+converter.register_structure_hook_func(lambda t: t == dict[str, Any], _strict(dict, "an object"))
 converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
 
 _KNOWN = {f.name for f in fields(StrategySpec)} - {"doc_id", "updated_at", "extra"}
@@ -127,14 +130,16 @@ def parse_strategy(document: Any) -> StrategySpec:
             raise InvalidStrategy(f"{name}: missing required field '{key}'")
     for key in ("user_id", "symbol", "strategy_key", "engine"):
         value = document[key]
-        if isinstance(value, str) and (not value.strip() or ":" in value and key != "symbol"):
+        if isinstance(value, str) and (not value.strip() or (":" in value and key != "symbol")):
             raise InvalidStrategy(
                 f"{name}: field '{key}' must be a non-empty string without ':', got {value!r}"
             )
     _check_plain(document, name, "$", 0)
     size = len(json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace"))
     if size > MAX_DOCUMENT_BYTES:
-        raise InvalidStrategy(f"{name}: document is {size} bytes, the limit is {MAX_DOCUMENT_BYTES}")
+        raise InvalidStrategy(
+            f"{name}: document is {size} bytes, the limit is {MAX_DOCUMENT_BYTES}"
+        )
     known = {k: v for k, v in document.items() if k in _KNOWN}
     if known.get("schedule") is None:
         known.pop("schedule", None)
@@ -144,7 +149,9 @@ def parse_strategy(document: Any) -> StrategySpec:
         spec = converter.structure(known, StrategySpec)
     except cattrs.ClassValidationError as exc:
         raise InvalidStrategy(f"{name}: {_first_reason(exc)}") from None
-    extra = {k: v for k, v in document.items() if k not in _KNOWN and k not in ("_id", "updated_at")}
+    extra = {
+        k: v for k, v in document.items() if k not in _KNOWN and k not in ("_id", "updated_at")
+    }
     updated = document.get("updated_at")
     return _replace(
         spec,

@@ -1,0 +1,3 @@
+from strategy_manager.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Engines shipped with the core, registered through entry points like anyone's."""

@@ -1,0 +1,148 @@
+"""Engine ``demo``: a moving-average crossover over a generated price series.
+
+It needs no trading library, so the quick start runs on a fresh machine. Prices are
+a random walk seeded by the symbol, so every run of one symbol sees the same bars;
+one bar passes every ``bar_seconds`` of clock time (a simulated clock speeds it up).
+Its state (bar index, cash, position, trades) is snapshotted and restored, so a
+restarted demo strategy continues where it stopped.
+
+Params: ``fast`` (5), ``slow`` (20), ``bar_seconds`` (60), ``cash`` (100000),
+``lot`` (100), ``bars`` (unset: run until stopped; a number: finish after it).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import zlib
+from typing import Any
+
+from strategy_manager import __version__
+from strategy_manager.core.context import EngineContext
+from strategy_manager.core.errors import HookError, SnapshotError
+from strategy_manager.core.hookspecs import hookimpl
+from strategy_manager.core.spec import StrategySpec
+
+DEFAULTS: dict[str, Any] = {
+    "fast": 5,
+    "slow": 20,
+    "bar_seconds": 60.0,
+    "cash": 100_000.0,
+    "lot": 100,
+    "bars": None,
+}
+_STATE_KEYS = ("bar", "cash", "position", "trades", "window")
+
+
+def first_price(symbol: str) -> float:
+    return float(10 + zlib.crc32(symbol.encode()) % 90)
+
+
+def next_price(symbol: str, bar: int, previous: float) -> float:
+    """The price of bar ``bar``: a random walk step seeded by symbol and bar number."""
+    rng = random.Random(zlib.crc32(f"{symbol}:{bar}".encode()))
+    return round(previous * (1.0 + rng.gauss(0.0, 0.01)), 4)
+
+
+class DemoEngine:
+    def __init__(self, symbol: str, params: dict[str, Any]) -> None:
+        unknown = sorted(set(params) - set(DEFAULTS))
+        if unknown:
+            raise HookError(f"demo engine: unknown params {unknown}; known: {sorted(DEFAULTS)}")
+        p = {**DEFAULTS, **params}
+        if not (
+            isinstance(p["fast"], int) and isinstance(p["slow"], int) and 0 < p["fast"] < p["slow"]
+        ):
+            raise HookError(
+                f"demo engine: need integers 0 < fast < slow, got {p['fast']}, {p['slow']}"
+            )
+        self.symbol = symbol
+        self.fast, self.slow, self.lot = p["fast"], p["slow"], p["lot"]
+        self.bar_seconds, self.bars = float(p["bar_seconds"]), p["bars"]
+        #: ``window`` holds the last ``slow`` prices, so a restore resumes exactly.
+        self.state: dict[str, Any] = {
+            "bar": 0,
+            "cash": float(p["cash"]),
+            "position": 0,
+            "trades": 0,
+            "window": [],
+        }
+        self._lock = threading.Lock()
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        missing = [k for k in _STATE_KEYS if k not in snapshot]
+        if missing:
+            raise SnapshotError(f"demo engine: snapshot lacks {missing}")
+        self.state = {k: snapshot[k] for k in _STATE_KEYS}
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.state, "window": list(self.state["window"])}
+
+    def step(self) -> None:
+        """Process one bar: update the averages and cross into or out of the market."""
+        with self._lock:
+            state = self.state
+            window = state["window"]
+            previous = window[-1] if window else first_price(self.symbol)
+            price = next_price(self.symbol, state["bar"], previous)
+            window = state["window"] = [*window[-(self.slow - 1) :], price]
+            if len(window) == self.slow:
+                fast = sum(window[-self.fast :]) / self.fast
+                slow = sum(window) / self.slow
+                if fast > slow and state["position"] == 0:
+                    state["position"] = self.lot
+                    state["cash"] = round(state["cash"] - self.lot * price, 4)
+                    state["trades"] += 1
+                elif fast < slow and state["position"] > 0:
+                    state["cash"] = round(state["cash"] + state["position"] * price, 4)
+                    state["position"] = 0
+                    state["trades"] += 1
+            state["bar"] += 1
+
+    def run(self, context: EngineContext) -> None:
+        while not context.stop_event.is_set():
+            if self.bars is not None and self.state["bar"] >= self.bars:
+                return
+            self.step()
+            context.clock.wait(context.stop_event, self.bar_seconds)
+
+
+@hookimpl
+def qsm_engine_info() -> dict[str, Any]:
+    return {
+        "name": "demo",
+        "version": __version__,
+        "capabilities": ["snapshot", "restore"],
+        "description": "moving-average crossover on generated prices, for trying things out",
+    }
+
+
+@hookimpl
+def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> DemoEngine:
+    try:
+        return DemoEngine(spec.symbol, dict(spec.params))
+    except HookError as exc:
+        raise HookError(f"{spec.id}: {exc}") from None
+
+
+@hookimpl
+def qsm_restore_engine(
+    engine: DemoEngine, snapshot: dict[str, Any], context: EngineContext
+) -> None:
+    engine.restore(snapshot)
+
+
+@hookimpl
+def qsm_start_engine(engine: DemoEngine, context: EngineContext) -> None:
+    context.spawn(lambda: engine.run(context), name="bars")
+
+
+@hookimpl
+def qsm_stop_engine(engine: DemoEngine, context: EngineContext) -> None:
+    """The bar thread watches ``context.stop_event``; the core joins it."""
+
+
+@hookimpl
+def qsm_snapshot_engine(engine: DemoEngine, context: EngineContext) -> dict[str, Any]:
+    return engine.snapshot()

@@ -1,0 +1,93 @@
+"""Engine ``python``: run a user's own class named by ``engine_class``.
+
+Two kinds of class are accepted:
+
+* a plain engine, constructed as ``Cls(symbol, params)``, with ``start()`` and
+  ``stop()`` that return promptly and optional ``snapshot() -> dict`` and
+  ``restore(state)`` (the seed's ``MyEngine``);
+* a :class:`~strategy_manager.core.worker.StrategyWorker` subclass, constructed as
+  ``Cls(symbol, strategy_key, params, spec=spec)``; its ``run()`` gets a watched
+  thread and its ``get_state()``/``set_state()`` take part in snapshots.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define
+
+from strategy_manager import __version__
+from strategy_manager.core.context import EngineContext
+from strategy_manager.core.errors import HookError
+from strategy_manager.core.hookspecs import hookimpl
+from strategy_manager.core.spec import StrategySpec
+from strategy_manager.core.worker import StrategyWorker
+
+
+@define
+class _Engine:
+    target: Any
+    is_worker: bool
+
+
+@hookimpl
+def qsm_engine_info() -> dict[str, Any]:
+    return {
+        "name": "python",
+        "version": __version__,
+        "capabilities": ["snapshot", "restore"],
+        "description": "a user class with start()/stop() named by engine_class",
+    }
+
+
+@hookimpl
+def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> _Engine:
+    if not spec.engine_class:
+        raise HookError(f"{spec.id}: engine 'python' needs an engine_class")
+    cls = context.load_class(spec.engine_class)
+    if not isinstance(cls, type):
+        raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} is not a class")
+    if issubclass(cls, StrategyWorker):
+        return _Engine(cls(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec), True)
+    missing = [m for m in ("start", "stop") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise HookError(
+            f"{spec.id}: engine_class {spec.engine_class!r} lacks {', '.join(missing)}()"
+        )
+    return _Engine(cls(spec.symbol, dict(spec.params)), False)
+
+
+@hookimpl
+def qsm_restore_engine(engine: _Engine, snapshot: dict[str, Any], context: EngineContext) -> None:
+    if engine.is_worker:
+        engine.target.set_state(snapshot)
+    elif callable(getattr(engine.target, "restore", None)):
+        engine.target.restore(snapshot)
+    else:
+        context.logger.warning(
+            "snapshot found but %s has no restore()", type(engine.target).__name__
+        )
+
+
+@hookimpl
+def qsm_start_engine(engine: _Engine, context: EngineContext) -> None:
+    if engine.is_worker:
+        worker = engine.target
+        worker._stop_event = context.stop_event
+        context.spawn(worker.run, name="run")
+    else:
+        engine.target.start()
+
+
+@hookimpl
+def qsm_stop_engine(engine: _Engine, context: EngineContext) -> None:
+    engine.target.stop(save_state=False) if engine.is_worker else engine.target.stop()
+
+
+@hookimpl
+def qsm_snapshot_engine(engine: _Engine, context: EngineContext) -> dict[str, Any] | None:
+    if engine.is_worker:
+        state: dict[str, Any] | None = engine.target.get_state()
+        return state
+    snapshot = getattr(engine.target, "snapshot", None)
+    return snapshot() if callable(snapshot) else None
