@@ -49,9 +49,10 @@ def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from strategy_manager.cli import engines
+    from strategy_manager.cli import engines, run
 
     cli.add_command(engines.engines)
+    run.register(cli)
 
 
 _attach()

@@ -2,8 +2,7 @@
 
 ``SystemClock`` is real time. ``SimClock`` runs from a chosen instant at a chosen
 speed (``strategy-manager run --clock sim --start ... --speed 600`` watches a trading
-day in about forty seconds). ``ManualClock`` only moves when a test advances it.
-All three return timezone-aware UTC datetimes and express waits in clock seconds.
+day in about forty seconds). Both return timezone-aware UTC datetimes and express waits in clock seconds.
 """
 
 from __future__ import annotations
@@ -59,38 +58,3 @@ class SimClock:
 
     def real_seconds(self, seconds: float) -> float:
         return seconds / self.speed
-
-
-class ManualClock:
-    """A clock for tests: time moves only through :meth:`advance` or :meth:`set`."""
-
-    def __init__(self, start: datetime) -> None:
-        if start.tzinfo is None:
-            raise ValueError("ManualClock start must be timezone-aware")
-        self._now = start.astimezone(UTC)
-        self._changed = threading.Condition()
-
-    def now(self) -> datetime:
-        with self._changed:
-            return self._now
-
-    def set(self, instant: datetime) -> None:
-        with self._changed:
-            self._now = instant.astimezone(UTC)
-            self._changed.notify_all()
-
-    def advance(self, seconds: float) -> None:
-        with self._changed:
-            self._now += timedelta(seconds=seconds)
-            self._changed.notify_all()
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        with self._changed:
-            deadline = self._now + timedelta(seconds=seconds)
-            while not event.is_set() and self._now < deadline:
-                # Re-check the event now and then: setting it does not notify us.
-                self._changed.wait(0.01)
-            return event.is_set()
-
-    def real_seconds(self, seconds: float) -> float:
-        return 0.0
