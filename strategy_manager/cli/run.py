@@ -32,9 +32,7 @@ def parse_instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO time such as 2026-11-24T09:00+08:00"
-        ) from None
+        raise click.BadParameter(f"{text!r} is not an ISO time such as 2026-11-24T09:00+08:00") from None
     if value.tzinfo is None:
         raise click.BadParameter(f"{text!r} needs a UTC offset, e.g. 2026-11-24T09:00+08:00")
     return value
@@ -49,9 +47,7 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
 
 
 @click.command()
-@click.option(
-    "--for", "duration", default=None, help="Stop after this much clock time (90s, 15m, 6h)."
-)
+@click.option("--for", "duration", default=None, help="Stop after this much clock time (90s, 15m, 6h).")
 @click.option(
     "--clock",
     "clock_kind",
@@ -59,9 +55,7 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     default="system",
     help="sim: a simulated clock from --start running --speed times faster.",
 )
-@click.option(
-    "--start", default=None, help="Simulated start, ISO with offset: 2026-11-24T09:00+08:00."
-)
+@click.option("--start", default=None, help="Simulated start, ISO with offset: 2026-11-24T09:00+08:00.")
 @click.option("--speed", type=float, default=60.0, show_default=True, help="Simulated clock speed.")
 @click.option("--poll-interval", type=float, default=None, help="Seconds between store polls.")
 @pass_app
@@ -97,9 +91,7 @@ def run(
         if orchestrator._stopping.is_set():
             click.echo("second signal: exiting now", err=True)
             os._exit(130)
-        click.echo(
-            f"{signal.Signals(signum).name}: snapshotting and stopping every worker...", err=True
-        )
+        click.echo(f"{signal.Signals(signum).name}: snapshotting and stopping every worker...", err=True)
         orchestrator.request_stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,8 +109,7 @@ def summary(workers: list[dict[str, Any]]) -> None:
     for w in workers:
         problem = f"  ({w['last_error']})" if w.get("last_error") else ""
         click.echo(
-            f"  {w['strategy_id']:<40} {w['state']:<9} starts={w['starts']} "
-            f"restarts={w['restarts']}{problem}"
+            f"  {w['strategy_id']:<40} {w['state']:<9} starts={w['starts']} restarts={w['restarts']}{problem}"
         )
 
 
@@ -134,9 +125,7 @@ def status(app: App, as_json: bool) -> None:
     if not records:
         click.echo("no status yet: start the orchestrator with 'strategy-manager run'")
         return
-    click.echo(
-        f"{'STRATEGY':<36} {'STATE':<9} {'ENGINE':<10} {'RESTARTS':>8}  {'HEARTBEAT':<20} NEXT"
-    )
+    click.echo(f"{'STRATEGY':<36} {'STATE':<9} {'ENGINE':<10} {'RESTARTS':>8}  {'HEARTBEAT':<20} NEXT")
     for r in records:
         beat = r.heartbeat.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.heartbeat else "-"
         nxt = (
@@ -145,8 +134,7 @@ def status(app: App, as_json: bool) -> None:
             else "-"
         )
         click.echo(
-            f"{r.strategy_id:<36} {r.state:<9} {r.engine or '-':<10} {r.restarts:>8}  "
-            f"{beat:<20} {nxt}"
+            f"{r.strategy_id:<36} {r.state:<9} {r.engine or '-':<10} {r.restarts:>8}  {beat:<20} {nxt}"
         )
         if r.last_error:
             click.echo(f"    error: {r.last_error}")
@@ -154,9 +142,7 @@ def status(app: App, as_json: bool) -> None:
 
 @click.command()
 @click.argument("ident", required=False)
-@click.option(
-    "--next", "count", type=int, default=6, show_default=True, help="Transitions to show."
-)
+@click.option("--next", "count", type=int, default=6, show_default=True, help="Transitions to show.")
 @click.option("--at", "at", default=None, help="Preview from this ISO time instead of now.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
@@ -202,9 +188,7 @@ def schedule(app: App, ident: str | None, count: int, at: str | None, as_json: b
             f"lunch break {item['lunch_break']}"
         )
         for t in item["transitions"]:
-            click.echo(
-                f"  {t['kind']:<6} {t['exchange_time']}  (local {t['local_time']})  {t['why']}"
-            )
+            click.echo(f"  {t['kind']:<6} {t['exchange_time']}  (local {t['local_time']})  {t['why']}")
         if not item["transitions"]:
             click.echo("  runs continuously" if item["mode"] == "always" else "  nothing scheduled")
 

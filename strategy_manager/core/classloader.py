@@ -27,14 +27,8 @@ def split_dotted(dotted: str) -> tuple[str, str]:
         module, _, attr = dotted.partition(":")
     else:
         module, _, attr = dotted.rpartition(".")
-    if (
-        not module
-        or not attr
-        or not all(p.isidentifier() for p in [*module.split("."), *attr.split(".")])
-    ):
-        raise ClassRefused(
-            f"engine_class {dotted!r}: expected a dotted path such as 'package.module.Class'"
-        )
+    if not module or not attr or not all(p.isidentifier() for p in [*module.split("."), *attr.split(".")]):
+        raise ClassRefused(f"engine_class {dotted!r}: expected a dotted path such as 'package.module.Class'")
     return module, attr
 
 
@@ -73,9 +67,7 @@ class ClassLoader:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ClassRefused(
-                f"engine_class {dotted!r}: cannot import '{module_name}': {exc}"
-            ) from exc
+            raise ClassRefused(f"engine_class {dotted!r}: cannot import '{module_name}': {exc}") from exc
         target: Any = module
         for part in attr.split("."):
             try:

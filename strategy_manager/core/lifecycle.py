@@ -39,9 +39,7 @@ class LifecycleManager:
         return Policy(
             calendar=self.calendar_for(spec),
             mode=o.mode or s.schedule_mode,
-            pre_open_minutes=s.pre_open_minutes
-            if o.pre_open_minutes is None
-            else o.pre_open_minutes,
+            pre_open_minutes=s.pre_open_minutes if o.pre_open_minutes is None else o.pre_open_minutes,
             post_close_minutes=(
                 s.post_close_minutes if o.post_close_minutes is None else o.post_close_minutes
             ),

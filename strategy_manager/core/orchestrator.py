@@ -11,6 +11,7 @@ holds up the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -36,7 +37,7 @@ from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
-from strategy_manager.core.store import SnapshotWrite, StatusRecord, Store
+from strategy_manager.core.store import Lease, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.worker import EngineWorker, WorkerState
 
 log = logging.getLogger("strategy_manager.orchestrator")
@@ -71,6 +72,8 @@ class Slot:
     failed_version: Hashable = None
     starts: int = 0
     restored_seq: int | None = None
+    #: This orchestrator's lease on the strategy; None while another one holds it.
+    lease: Lease | None = None
     phase: Phase | None = None
 
     @property
@@ -92,6 +95,8 @@ class MultiStrategyOrchestrator:
         self.store = store
         self.registry = registry or EngineRegistry.from_entry_points(settings)
         self.clock = clock or SystemClock()
+        #: Leases and heartbeats are wall-clock facts even when the schedule is simulated.
+        self.wall = SystemClock()
         self.lifecycle = LifecycleManager(settings)
         self.on_event = on_event
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
@@ -174,9 +179,7 @@ class MultiStrategyOrchestrator:
             wait = (
                 0.5
                 if deadline is None
-                else min(
-                    0.5, self.clock.real_seconds((deadline - self.clock.now()).total_seconds())
-                )
+                else min(0.5, self.clock.real_seconds((deadline - self.clock.now()).total_seconds()))
             )
             self._stopping.wait(max(wait, 0.001))
         self.stop()
@@ -199,7 +202,7 @@ class MultiStrategyOrchestrator:
     # -- the control loop --------------------------------------------------------------
     def _loop(self) -> None:
         watch_stop = self._start_watch()
-        next_poll = next_resync = next_heartbeat = 0.0
+        next_poll = next_resync = next_heartbeat = next_claim = 0.0
         next_snapshot = self.clock.now() + timedelta(seconds=self.settings.snapshot_interval)
         while not self._stopping.is_set():
             self._wake.clear()
@@ -209,10 +212,14 @@ class MultiStrategyOrchestrator:
                 if mono >= next_poll or mono >= next_resync or self._force:
                     force = mono >= next_resync or self._force
                     self._force = False
-                    self._reconcile_if_changed(now, force=force)
+                    if self._reconcile_if_changed(now, force=force):
+                        next_claim = 0.0
                     next_poll = mono + self.settings.poll_interval
                     if force:
                         next_resync = mono + self.settings.resync_interval
+                if mono >= next_claim:
+                    self._claim()
+                    next_claim = mono + self.settings.lease_seconds / 3
                 self._apply_schedule(now)
                 if now >= next_snapshot:
                     self.snapshot_all()
@@ -227,11 +234,9 @@ class MultiStrategyOrchestrator:
             except Exception:  # the loop must survive anything one strategy does
                 log.exception("orchestrator loop error")
             wake_at = self._next_wake(now, next_snapshot)
-            wait = min(next_poll - time.monotonic(), next_heartbeat - time.monotonic())
+            wait = min(next_poll, next_heartbeat, next_claim) - time.monotonic()
             if wake_at is not None:
-                wait = min(
-                    wait, self.clock.real_seconds((wake_at - self.clock.now()).total_seconds())
-                )
+                wait = min(wait, self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()))
             self._wake.wait(max(wait, 0.005))
         watch_stop.set()
 
@@ -268,28 +273,50 @@ class MultiStrategyOrchestrator:
         return stop
 
     # -- reconcile ---------------------------------------------------------------
-    def _reconcile_if_changed(self, now: datetime, force: bool) -> None:
+    def _reconcile_if_changed(self, now: datetime, force: bool) -> bool:
         token = self.store.change_token()
         if not force and token == self._seen_token:
-            return
+            return False
         self._seen_token = token
         self.reconcile(self.store.list_strategies(), now)
+        return True
+
+    # -- ownership ---------------------------------------------------------------
+    def _claim(self) -> None:
+        """Take or renew the lease of every runnable strategy; let go of lost ones.
+
+        A strategy another live orchestrator holds stays in STANDBY here. A worker
+        whose lease was lost (this process stalled past its lease) is stopped
+        without a snapshot: the new owner's state wins.
+        """
+        wanted = [s.id for s in self.slots.values() if s.spec is not None and s.spec.enabled]
+        held = self.store.claim(wanted, self.owner, self.wall.now(), self.settings.lease_seconds)
+        for slot in self.slots.values():
+            slot.lease = held.get(slot.id)
+            if slot.lease is not None or slot.spec is None or not slot.spec.enabled:
+                if slot.state is WorkerState.STANDBY:
+                    slot.state = WorkerState.WAITING
+                continue
+            if slot.worker is not None and slot.worker.state is WorkerState.RUNNING:
+                self._emit("lost", slot.id, "lease taken by another orchestrator; stopping")
+                self._submit_stop(slot, WorkerState.STANDBY, forget=True, save_state=False)
+            slot.state = WorkerState.STANDBY
 
     def reconcile(self, documents: list[dict[str, Any]], now: datetime | None = None) -> None:
         """Make the slots match ``documents`` (all of them, from one query)."""
         now = now or self.clock.now()
         self.reconciles += 1
         seen: set[str] = set()
-        for document in documents:
-            ident, spec, problem = self._parse(document)
+        for index, document in enumerate(documents):
+            ident, spec, problem = self._parse(document, index)
             if ident in seen:
                 continue
             seen.add(ident)
             slot = self.slots.get(ident) or self.slots.setdefault(ident, Slot(ident))
             slot.removed = False
             version = (
-                document.get("updated_at"),
-                spec.runtime_fingerprint() if spec else None,
+                document.get("updated_at") if isinstance(document, dict) else None,
+                spec.runtime_fingerprint() if spec else problem,
                 spec.enabled if spec else None,
             )
             if version == slot.version:
@@ -306,12 +333,12 @@ class MultiStrategyOrchestrator:
             if not _pending(slot):
                 del self.slots[ident]
 
-    def _parse(self, document: dict[str, Any]) -> tuple[str, StrategySpec | None, str | None]:
+    def _parse(self, document: Any, index: int) -> tuple[str, StrategySpec | None, str | None]:
         try:
             spec = parse_strategy(document)
         except QsmError as exc:
             ident = describe(document)
-            return ident, None, str(exc)
+            return (f"document #{index}" if ident == "document" else ident), None, str(exc)
         return spec.id, spec, None
 
     def _update_slot(
@@ -378,9 +405,7 @@ class MultiStrategyOrchestrator:
             return snap.state if snap else None
 
         def sink(state: dict[str, Any]) -> None:
-            self.store.save_snapshots(
-                [SnapshotWrite(spec.id, spec.engine, state, self.clock.now())]
-            )
+            self.store.save_snapshots([SnapshotWrite(spec.id, spec.engine, state, self.clock.now())])
 
         return EngineWorker(
             spec,
@@ -397,7 +422,7 @@ class MultiStrategyOrchestrator:
         for slot in list(self.slots.values()):
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or _pending(slot):
                 continue
-            if slot.state is WorkerState.FAILED:
+            if slot.state in (WorkerState.FAILED, WorkerState.STANDBY) or slot.lease is None:
                 continue
             if slot.worker is None:
                 slot.worker = self._make_worker(slot, slot.spec, slot.hooks)
@@ -434,10 +459,8 @@ class MultiStrategyOrchestrator:
 
         def chained() -> None:
             if previous is not None:
-                try:
+                with contextlib.suppress(Exception):  # the previous op reported it
                     previous.result()
-                except Exception:
-                    pass
             op()
 
         slot.busy = self._pool.submit(chained)
@@ -457,9 +480,7 @@ class MultiStrategyOrchestrator:
 
         self._submit(slot, op)
 
-    def _submit_stop(
-        self, slot: Slot, final: WorkerState, forget: bool, save_state: bool = True
-    ) -> None:
+    def _submit_stop(self, slot: Slot, final: WorkerState, forget: bool, save_state: bool = True) -> None:
         worker = slot.worker
         if worker is None:
             return
@@ -490,9 +511,7 @@ class MultiStrategyOrchestrator:
             if kind == "started" and payload is slot.worker:
                 slot.state, slot.reason = WorkerState.RUNNING, None
                 slot.starts += 1
-                restored = (
-                    f"restored snapshot #{slot.restored_seq}" if slot.restored_seq else "fresh"
-                )
+                restored = f"restored snapshot #{slot.restored_seq}" if slot.restored_seq else "fresh"
                 self._emit("started", ident, restored)
             elif kind == "start_failed" and payload[0] is slot.worker:
                 self._failure(slot, payload[1], now)
@@ -504,7 +523,7 @@ class MultiStrategyOrchestrator:
                 else:
                     self._failure(slot, payload[1], now)
             elif kind == "stopped":
-                worker, final, forget = payload
+                _, final, forget = payload
                 if forget and final is not WorkerState.FAILED:
                     self._emit("stopped", ident, "snapshot saved")
                 if slot.removed and not _pending(slot):
@@ -554,10 +573,17 @@ class MultiStrategyOrchestrator:
                 slot.reason = str(exc)
                 continue
             if state is not None:
-                writes.append(SnapshotWrite(slot.id, slot.worker.spec.engine, state, now))
+                writes.append(self._snapshot_write(slot, state, now))
         if writes:
             self._save(writes)
         return len(writes)
+
+    def _snapshot_write(
+        self, slot: Slot, state: dict[str, Any], now: datetime | None = None
+    ) -> SnapshotWrite:
+        lease = (slot.lease.owner, slot.lease.epoch) if slot.lease is not None else None
+        engine = slot.engine or (slot.spec.engine if slot.spec else "")
+        return SnapshotWrite(slot.id, engine, state, now or self.clock.now(), lease=lease)
 
     def _save(self, writes: list[SnapshotWrite]) -> None:
         try:
@@ -572,7 +598,7 @@ class MultiStrategyOrchestrator:
             state=str(slot.state),
             engine=slot.engine,
             owner=self.owner,
-            heartbeat=self.clock.now(),
+            heartbeat=self.wall.now(),
             restarts=slot.restarts,
             last_error=slot.reason
             if slot.state in (WorkerState.FAILED, WorkerState.BACKOFF, WorkerState.BLOCKED)
@@ -589,7 +615,12 @@ class MultiStrategyOrchestrator:
     def _flush_status(self) -> None:
         if not self._dirty:
             return
-        records = [self._status(self.slots[i]) for i in self._dirty if i in self.slots]
+        # A strategy another orchestrator runs is that one's to report.
+        records = [
+            self._status(self.slots[i])
+            for i in self._dirty
+            if i in self.slots and self.slots[i].state is not WorkerState.STANDBY
+        ]
         self._dirty.clear()
         try:
             self.store.write_status(records)
@@ -602,18 +633,14 @@ class MultiStrategyOrchestrator:
         if pool is not None:
             for slot in self.slots.values():  # let in-flight operations finish
                 if slot.busy is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # reported by the operation
                         slot.busy.result(max(0.0, deadline - time.monotonic()))
-                    except Exception:
-                        pass
         self.snapshot_all()
         stops = []
         for slot in self.slots.values():
             worker = slot.worker
             if worker is not None and worker.state is not WorkerState.STOPPED:
-                stops.append(
-                    threading.Thread(target=worker.stop, kwargs={"save_state": False}, daemon=True)
-                )
+                stops.append(threading.Thread(target=worker.stop, kwargs={"save_state": False}, daemon=True))
                 slot.state = WorkerState.STOPPED
         for t in stops:
             t.start()
@@ -622,6 +649,12 @@ class MultiStrategyOrchestrator:
         self._drain_events(self.clock.now())
         self._dirty.update(self.slots)
         self._flush_status()
+        held = [s.id for s in self.slots.values() if s.lease is not None]
+        if held:  # a successor need not wait for the leases to expire
+            try:
+                self.store.release(held, self.owner)
+            except QsmError as exc:
+                log.error("could not release leases: %s", exc)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

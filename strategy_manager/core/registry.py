@@ -103,9 +103,7 @@ class EngineHooks:
         self._call("qsm_stop_engine", engine=engine, context=context)
 
     def snapshot(self, engine: Any, context: Any) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self._call(
-            "qsm_snapshot_engine", engine=engine, context=context
-        )
+        result: dict[str, Any] | None = self._call("qsm_snapshot_engine", engine=engine, context=context)
         return result
 
 
@@ -160,18 +158,14 @@ class EngineRegistry:
             self._entries[name].append(entry)
         self._hooks.clear()
 
-    def add_plugin(
-        self, name: str, plugin: Any, distribution: str = "(in-process)"
-    ) -> EnginePlugin:
+    def add_plugin(self, name: str, plugin: Any, distribution: str = "(in-process)") -> EnginePlugin:
         """Register a plugin object directly, as entry points do (embedding, tests)."""
         module = getattr(plugin, "__name__", type(plugin).__name__)
         entry = EnginePlugin(name=name, module=module, distribution=distribution)
         if self._entries.get(name):
             other = self._entries[name][0]
             entry.status = "conflict"
-            entry.error = (
-                f"engine name '{name}' is claimed by {other.distribution} and {distribution}"
-            )
+            entry.error = f"engine name '{name}' is claimed by {other.distribution} and {distribution}"
         elif not self.settings.engine_enabled(name):
             entry.status, entry.error = "disabled", "not enabled by configuration"
         else:
@@ -216,8 +210,7 @@ class EngineRegistry:
         problems = []
         if info.get("name") != entry.name:
             problems.append(
-                f"qsm_engine_info names engine {info.get('name')!r} but its entry point is "
-                f"{entry.name!r}"
+                f"qsm_engine_info names engine {info.get('name')!r} but its entry point is {entry.name!r}"
             )
         if not isinstance(info.get("version"), str):
             problems.append("qsm_engine_info has no 'version' string")
@@ -258,9 +251,7 @@ class EngineRegistry:
         if entry.status == "conflict":
             raise EngineConflict(entry.error or f"engine '{name}' is claimed twice")
         if entry.status == "disabled":
-            raise EngineUnavailable(
-                f"engine '{name}' is installed but not enabled by configuration"
-            )
+            raise EngineUnavailable(f"engine '{name}' is installed but not enabled by configuration")
         if entry.status == "broken":
             raise EngineUnavailable(f"engine '{name}' is broken: {entry.error}")
         hooks = EngineHooks(self.pm, entry)

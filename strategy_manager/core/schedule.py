@@ -127,9 +127,7 @@ class Calendars:
         if last_day > last_session:
             self._warn_end(name, last_session, start)
             if self.end_policy == "weekdays":
-                result.extend(
-                    self._assumed(cal, tz, max(first_day, last_session + timedelta(1)), last_day)
-                )
+                result.extend(self._assumed(cal, tz, max(first_day, last_session + timedelta(1)), last_day))
         elif start.astimezone(tz).date() + END_WARNING >= last_session:
             self._warn_end(name, last_session, start)
         return [s for s in result if s.day not in closed]
@@ -194,16 +192,10 @@ class Calendars:
         windows = []
         for s in self.sessions(policy.calendar, start, end):
             if pause and s.break_start is not None and s.break_end is not None:
-                windows.append(
-                    Window(s.open - pre, s.break_start, s.day, _warm(pre), "break", s.assumed)
-                )
-                windows.append(
-                    Window(s.break_end, s.close + post, s.day, "break end", "close", s.assumed)
-                )
+                windows.append(Window(s.open - pre, s.break_start, s.day, _warm(pre), "break", s.assumed))
+                windows.append(Window(s.break_end, s.close + post, s.day, "break end", "close", s.assumed))
             else:
-                windows.append(
-                    Window(s.open - pre, s.close + post, s.day, _warm(pre), "close", s.assumed)
-                )
+                windows.append(Window(s.open - pre, s.close + post, s.day, _warm(pre), "close", s.assumed))
         windows = _merge(windows)
         self._windows[policy] = (start, end, windows)
         return windows

@@ -75,9 +75,7 @@ class Settings:
     )
     engine_class_allow: tuple[str, ...] = field(
         default=(),
-        metadata=_meta(
-            "QSM_ENGINE_CLASS_ALLOW", "module prefixes engine_class may name (comma list)"
-        ),
+        metadata=_meta("QSM_ENGINE_CLASS_ALLOW", "module prefixes engine_class may name (comma list)"),
     )
     poll_interval: float = field(
         default=1.0, metadata=_meta("QSM_POLL_INTERVAL", "seconds between store polls")
@@ -98,9 +96,7 @@ class Settings:
         factory=lambda: dict(DEFAULT_CALENDAR_MAP),
         metadata=_meta("QSM_CALENDAR_MAP", "symbol suffix to calendar ('' = no suffix)"),
     )
-    schedule_mode: str = field(
-        default="calendar", metadata=_meta("QSM_SCHEDULE_MODE", "calendar or always")
-    )
+    schedule_mode: str = field(default="calendar", metadata=_meta("QSM_SCHEDULE_MODE", "calendar or always"))
     pre_open_minutes: int = field(
         default=5, metadata=_meta("QSM_PRE_OPEN_MINUTES", "start this long before the open")
     )
@@ -279,9 +275,7 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             line = binding.original.line
-            raise ConfigError(
-                f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}"
-            )
+            raise ConfigError(f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}")
         if binding.key is not None and binding.value is not None:
             result[binding.key] = binding.value
     return result
@@ -367,10 +361,7 @@ def masked(name: str, value: Any) -> Any:
     if isinstance(value, str) and "://" in value:
         return mask_uri(value)
     if isinstance(value, Mapping):
-        return {
-            k: ("***" if SECRET_NAME.search(str(k)) else masked(str(k), v))
-            for k, v in value.items()
-        }
+        return {k: ("***" if SECRET_NAME.search(str(k)) else masked(str(k), v)) for k, v in value.items()}
     if SECRET_NAME.search(name) and value not in (None, "", (), {}):
         return "***"
     return value

@@ -20,6 +20,7 @@ from strategy_manager.core.errors import InvalidStrategy
 
 MAX_DEPTH = 32
 MAX_DOCUMENT_BYTES = 1_000_000
+MAX_NAME = 200
 
 ScheduleMode = Literal["calendar", "always"]
 LunchBreak = Literal["keep_running", "pause"]
@@ -109,14 +110,24 @@ _KNOWN = {f.name for f in fields(StrategySpec)} - {"doc_id", "updated_at", "extr
 _REQUIRED = ("user_id", "symbol", "strategy_key", "engine")
 
 
+def _clean_name(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_NAME
+        and value.isprintable()
+        and ":" not in value
+        and value.strip() == value
+    )
+
+
 def describe(document: Any) -> str:
-    """A short name for a document in messages, even a broken one."""
+    """A short, one-line name for a document in messages, even a broken one."""
     if isinstance(document, dict):
         parts = [document.get(k) for k in ("user_id", "symbol", "strategy_key")]
-        if all(isinstance(p, str) for p in parts):
+        if all(_clean_name(p) for p in parts):
             return ":".join(parts)  # type: ignore[arg-type]
         if "_id" in document:
-            return f"document _id={document['_id']}"
+            return f"document _id={_short(document['_id'])}"
     return "document"
 
 
@@ -137,9 +148,7 @@ def parse_strategy(document: Any) -> StrategySpec:
     _check_plain(document, name, "$", 0)
     size = len(json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace"))
     if size > MAX_DOCUMENT_BYTES:
-        raise InvalidStrategy(
-            f"{name}: document is {size} bytes, the limit is {MAX_DOCUMENT_BYTES}"
-        )
+        raise InvalidStrategy(f"{name}: document is {size} bytes, the limit is {MAX_DOCUMENT_BYTES}")
     known = {k: v for k, v in document.items() if k in _KNOWN}
     if known.get("schedule") is None:
         known.pop("schedule", None)
@@ -149,9 +158,7 @@ def parse_strategy(document: Any) -> StrategySpec:
         spec = converter.structure(known, StrategySpec)
     except cattrs.ClassValidationError as exc:
         raise InvalidStrategy(f"{name}: {_first_reason(exc)}") from None
-    extra = {
-        k: v for k, v in document.items() if k not in _KNOWN and k not in ("_id", "updated_at")
-    }
+    extra = {k: v for k, v in document.items() if k not in _KNOWN and k not in ("_id", "updated_at")}
     updated = document.get("updated_at")
     return _replace(
         spec,
@@ -188,19 +195,24 @@ def _format_leaf(exc: BaseException, type_: Any) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _where(path: str) -> str:
+    return path if len(path) <= 80 else path[:38] + "..." + path[-38:]
+
+
 def _check_plain(value: Any, name: str, path: str, depth: int) -> None:
     """Reject what cannot round-trip through JSON and BSON unchanged."""
     if depth > MAX_DEPTH:
-        raise InvalidStrategy(f"{name}: '{path}' is nested deeper than {MAX_DEPTH} levels")
+        raise InvalidStrategy(f"{name}: '{_where(path)}' is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidStrategy(f"{name}: key {key!r} under '{path}' is not a string")
+                raise InvalidStrategy(f"{name}: key {_short(key)} under '{_where(path)}' is not a string")
             if depth > 0 and (key.startswith("$") or "." in key or "\x00" in key):
                 raise InvalidStrategy(
-                    f"{name}: key {key!r} under '{path}' may not start with '$' or contain '.'"
+                    f"{name}: key {_short(key)} under '{_where(path)}' may not start with '$' or contain '.'"
                 )
-            _check_plain(item, name, f"{path}.{key}", depth + 1)
+            shown = key if key.isprintable() and len(key) <= 40 else _short(key)
+            _check_plain(item, name, f"{path}.{shown}", depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             _check_plain(item, name, f"{path}[{index}]", depth + 1)
@@ -208,6 +220,6 @@ def _check_plain(value: Any, name: str, path: str, depth: int) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidStrategy(f"{name}: '{path}' is not valid UTF-8 text") from None
+            raise InvalidStrategy(f"{name}: '{_where(path)}' is not valid UTF-8 text") from None
     elif isinstance(value, float) and not math.isfinite(value):
-        raise InvalidStrategy(f"{name}: '{path}' is {value}, which JSON cannot hold")
+        raise InvalidStrategy(f"{name}: '{_where(path)}' is {value}, which JSON cannot hold")

@@ -44,6 +44,8 @@ class WorkerState(enum.StrEnum):
     BLOCKED = "BLOCKED"
     #: Disabled in its document.
     DISABLED = "DISABLED"
+    #: Another orchestrator holds its lease and runs it.
+    STANDBY = "STANDBY"
 
 
 class StrategyWorker(ABC):
@@ -103,9 +105,7 @@ class StrategyWorker(ABC):
                 self._state = WorkerState.FAILED
                 log.exception("worker %s:%s crashed", self.symbol, self.strategy_key)
 
-        self._thread = threading.Thread(
-            target=body, name=f"{self.symbol}:{self.strategy_key}", daemon=True
-        )
+        self._thread = threading.Thread(target=body, name=f"{self.symbol}:{self.strategy_key}", daemon=True)
         self._thread.start()
         return self._thread
 
@@ -242,12 +242,8 @@ class EngineWorker(StrategyWorker):
             stopper = threading.Thread(target=call_stop, name=f"{self.id}/stop", daemon=True)
             stopper.start()
             if not done.wait(self.stop_timeout):
-                context.logger.error(
-                    "stop did not return within %.1fs; engine abandoned", self.stop_timeout
-                )
-                self.error = HookError(
-                    f"{self.id}: stop did not return within {self.stop_timeout}s"
-                )
+                context.logger.error("stop did not return within %.1fs; engine abandoned", self.stop_timeout)
+                self.error = HookError(f"{self.id}: stop did not return within {self.stop_timeout}s")
                 return
             if failure:
                 context.logger.error("stop raised %s", _one_line(failure[0]))
@@ -281,9 +277,7 @@ class EngineWorker(StrategyWorker):
         if state is None:
             return None
         if not isinstance(state, dict):
-            raise SnapshotError(
-                f"{self.id}: snapshot returned {type(state).__name__}, expected a dict"
-            )
+            raise SnapshotError(f"{self.id}: snapshot returned {type(state).__name__}, expected a dict")
         check_json(state, self.id)
         return state
 
@@ -305,17 +299,14 @@ def check_json(state: Any, strategy_id: str, path: str = "$") -> None:
     if isinstance(state, dict):
         for key, value in state.items():
             if not isinstance(key, str):
-                raise SnapshotError(
-                    f"{strategy_id}: snapshot key {key!r} at {path} is not a string"
-                )
+                raise SnapshotError(f"{strategy_id}: snapshot key {key!r} at {path} is not a string")
             check_json(value, strategy_id, f"{path}.{key}")
     elif isinstance(state, list | tuple):
         for index, value in enumerate(state):
             check_json(value, strategy_id, f"{path}[{index}]")
     elif not isinstance(state, str | int | float | bool | type(None)):
         raise SnapshotError(
-            f"{strategy_id}: snapshot value at {path} is a {type(state).__name__}, "
-            "which is not JSON data"
+            f"{strategy_id}: snapshot value at {path} is a {type(state).__name__}, which is not JSON data"
         )
 
 

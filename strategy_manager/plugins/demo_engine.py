@@ -50,12 +50,8 @@ class DemoEngine:
         if unknown:
             raise HookError(f"demo engine: unknown params {unknown}; known: {sorted(DEFAULTS)}")
         p = {**DEFAULTS, **params}
-        if not (
-            isinstance(p["fast"], int) and isinstance(p["slow"], int) and 0 < p["fast"] < p["slow"]
-        ):
-            raise HookError(
-                f"demo engine: need integers 0 < fast < slow, got {p['fast']}, {p['slow']}"
-            )
+        if not (isinstance(p["fast"], int) and isinstance(p["slow"], int) and 0 < p["fast"] < p["slow"]):
+            raise HookError(f"demo engine: need integers 0 < fast < slow, got {p['fast']}, {p['slow']}")
         self.symbol = symbol
         self.fast, self.slow, self.lot = p["fast"], p["slow"], p["lot"]
         self.bar_seconds, self.bars = float(p["bar_seconds"]), p["bars"]
@@ -127,9 +123,7 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> DemoEngine:
 
 
 @hookimpl
-def qsm_restore_engine(
-    engine: DemoEngine, snapshot: dict[str, Any], context: EngineContext
-) -> None:
+def qsm_restore_engine(engine: DemoEngine, snapshot: dict[str, Any], context: EngineContext) -> None:
     engine.restore(snapshot)
 
 

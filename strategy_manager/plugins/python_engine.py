@@ -51,9 +51,7 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> _Engine:
         return _Engine(cls(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec), True)
     missing = [m for m in ("start", "stop") if not callable(getattr(cls, m, None))]
     if missing:
-        raise HookError(
-            f"{spec.id}: engine_class {spec.engine_class!r} lacks {', '.join(missing)}()"
-        )
+        raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} lacks {', '.join(missing)}()")
     return _Engine(cls(spec.symbol, dict(spec.params)), False)
 
 
@@ -64,9 +62,7 @@ def qsm_restore_engine(engine: _Engine, snapshot: dict[str, Any], context: Engin
     elif callable(getattr(engine.target, "restore", None)):
         engine.target.restore(snapshot)
     else:
-        context.logger.warning(
-            "snapshot found but %s has no restore()", type(engine.target).__name__
-        )
+        context.logger.warning("snapshot found but %s has no restore()", type(engine.target).__name__)
 
 
 @hookimpl
