@@ -1,11 +1,34 @@
-"""Hook implementations for engine `backtrader`. Imports backtrader lazily, inside the hooks."""
+"""Hook implementations for engine ``backtrader``.
+
+Thin on purpose: backtrader and the adapter's modules are imported inside the
+hooks, so that listing engines stays fast. The work is in :mod:`qsm_backtrader.engine`.
+"""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from strategy_manager.core.errors import InvalidStrategy
 from strategy_manager.core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from qsm_backtrader.engine import BacktraderEngine
+    from strategy_manager.core.context import EngineContext
+    from strategy_manager.core.spec import StrategySpec
+
+#: Modules whose classes and factories documents may name without configuration.
+CLASS_PREFIXES = [
+    "backtrader.strategies",
+    "backtrader.sizers",
+    "backtrader.feeds",
+    "qsm_backtrader.examples",
+    "qsm_backtrader.livefeed",
+]
+
+
+def _timeout(context: EngineContext, name: str) -> float:
+    return float(context.options.get(name, 5.0))
 
 
 @hookimpl
@@ -17,6 +40,41 @@ def qsm_engine_info() -> dict[str, Any]:
     return {
         "name": "backtrader",
         "version": engine_version,
-        "capabilities": [],
-        "description": "backtrader adapter (not yet able to run strategies)",
+        "capabilities": ["snapshot", "restore"],
+        "description": "backtrader strategies on a replay or live feed, resumable bar for bar",
+        "class_prefixes": CLASS_PREFIXES,
     }
+
+
+@hookimpl
+def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> BacktraderEngine:
+    from qsm_backtrader.build import strategy_class
+    from qsm_backtrader.engine import BacktraderEngine
+    from qsm_backtrader.settings import split_params
+    from qsm_backtrader.state import class_name
+
+    if not spec.engine_class:
+        raise InvalidStrategy(f"{spec.id}: engine 'backtrader' needs an engine_class (a backtrader.Strategy)")
+    settings, params = split_params(spec)
+    cls = strategy_class(spec.engine_class, context)
+    return BacktraderEngine(context, settings, cls, params, class_name(cls))
+
+
+@hookimpl
+def qsm_restore_engine(engine: BacktraderEngine, snapshot: dict[str, Any], context: EngineContext) -> None:
+    engine.restore(snapshot)
+
+
+@hookimpl
+def qsm_start_engine(engine: BacktraderEngine, context: EngineContext) -> None:
+    engine.start()
+
+
+@hookimpl
+def qsm_stop_engine(engine: BacktraderEngine, context: EngineContext) -> None:
+    engine.stop(_timeout(context, "stop_timeout"))
+
+
+@hookimpl
+def qsm_snapshot_engine(engine: BacktraderEngine, context: EngineContext) -> dict[str, Any] | None:
+    return engine.snapshot(_timeout(context, "snapshot_timeout"))

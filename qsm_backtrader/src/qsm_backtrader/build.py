@@ -1,0 +1,84 @@
+"""Assemble a Cerebro from a strategy document, checking every name it passes on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import backtrader as bt
+
+from qsm_backtrader.feeds import build_feed
+from qsm_backtrader.settings import AdapterSettings
+from strategy_manager.core.context import EngineContext
+from strategy_manager.core.errors import InvalidStrategy
+
+#: Cerebro settings that would let strategy code run inside the broker's turn, where
+#: snapshots are taken (see engine.py), or that only make sense for optimisation.
+_REFUSED_CEREBRO = ("cheat_on_open", "optdatas", "optreturn", "maxcpus")
+
+
+class QsmBroker(bt.brokers.BackBroker):
+    """backtrader's simulated broker, letting the engine act before each of its turns.
+
+    The start of ``next()`` is the one moment of every cerebro cycle when the
+    strategy has fully processed its last bar and the broker has not yet touched
+    the next one: the engine's *safe point*. It costs one attribute test per bar
+    unless the engine asked for attention (a snapshot, a stop, a restore, pacing).
+    """
+
+    _qsm_attention = False
+    _qsm_safe_point: Any = None
+
+    def next(self) -> None:
+        if self._qsm_attention and not self._qsm_safe_point():
+            return
+        super().next()
+
+
+def check_names(given: dict[str, Any], known: Any, what: str, sid: str) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        names = ", ".join(sorted(known)) or "(none)"
+        raise InvalidStrategy(f"{sid}: unknown {what} {', '.join(map(repr, unknown))}; known: {names}")
+
+
+def strategy_class(spec_class: str, context: EngineContext) -> Any:
+    cls = context.load_class(spec_class)
+    if not (isinstance(cls, type) and issubclass(cls, bt.Strategy)):
+        raise InvalidStrategy(
+            f"{context.strategy_id}: engine_class {spec_class!r} is not a backtrader.Strategy subclass"
+        )
+    return cls
+
+
+def build_cerebro(
+    context: EngineContext, settings: AdapterSettings, strategy: Any, params: dict[str, Any]
+) -> tuple[Any, QsmBroker, Any]:
+    """A ready Cerebro with our broker, the feed, the sizer and the strategy."""
+    sid = context.strategy_id
+    name = strategy.__name__
+    check_names(params, strategy.params._getkeys(), f"parameter(s) for {name}", sid)
+    check_names(settings.cerebro, bt.Cerebro.params._getkeys(), "cerebro setting(s)", sid)
+    refused = [k for k in _REFUSED_CEREBRO if settings.cerebro.get(k)]
+    if refused:
+        raise InvalidStrategy(f"{sid}: cerebro setting(s) {', '.join(refused)} are not supported")
+    broker_keys = [k for k in QsmBroker.params._getkeys() if k != "cash"]
+    check_names(settings.broker, broker_keys, "broker setting(s)", sid)
+
+    cerebro = bt.Cerebro(**settings.cerebro)
+    broker = QsmBroker(cash=settings.cash, **settings.broker)
+    cerebro.setbroker(broker)
+    if settings.commission:
+        try:
+            broker.setcommission(**settings.commission)
+        except TypeError as exc:
+            raise InvalidStrategy(f"{sid}: commission settings: {exc}") from None
+    if settings.sizer is not None:
+        sizer = context.load_class(settings.sizer.factory)
+        if not (isinstance(sizer, type) and issubclass(sizer, bt.Sizer)):
+            raise InvalidStrategy(f"{sid}: sizer {settings.sizer.factory!r} is not a backtrader.Sizer")
+        check_names(settings.sizer.kwargs, sizer.params._getkeys(), f"parameter(s) for {sizer.__name__}", sid)
+        cerebro.addsizer(sizer, **settings.sizer.kwargs)
+    feed = build_feed(settings.feed, context)
+    cerebro.adddata(feed, name=context.spec.symbol)
+    cerebro.addstrategy(strategy, **params)
+    return cerebro, broker, feed

@@ -1,0 +1,1 @@
+"""Examples for the backtrader adapter: a stateful strategy, a price generator, documents."""

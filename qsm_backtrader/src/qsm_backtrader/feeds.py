@@ -1,0 +1,111 @@
+"""Build the strategy's data feed from its ``feed`` settings.
+
+* ``csv``: backtrader's ``GenericCSVData``; the header row names the columns
+  (``datetime`` or ``date``, optional ``time``, ``open``, ``high``, ``low``,
+  ``close``, optional ``volume`` and ``openinterest``), datetimes in ISO format
+  unless ``reader.dtformat`` says otherwise.
+* ``parquet``: read with pandas (needs ``pyarrow`` or ``fastparquet``), replayed
+  through backtrader's ``PandasData``; a ``datetime``/``date`` column becomes the index.
+* ``factory``: ``package.module:callable`` (resolved under the allow-list) called
+  with ``kwargs``; it returns any backtrader data feed, live ones included.
+
+Relative paths are resolved against the engine option ``data_root`` if set, else
+the working directory.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+
+from qsm_backtrader.settings import FeedSettings
+from strategy_manager.core.context import EngineContext
+from strategy_manager.core.errors import EngineError, InvalidStrategy
+
+TIMEFRAMES = {
+    "ticks": bt.TimeFrame.Ticks,
+    "microseconds": bt.TimeFrame.MicroSeconds,
+    "seconds": bt.TimeFrame.Seconds,
+    "minutes": bt.TimeFrame.Minutes,
+    "days": bt.TimeFrame.Days,
+    "weeks": bt.TimeFrame.Weeks,
+    "months": bt.TimeFrame.Months,
+    "years": bt.TimeFrame.Years,
+}
+_CSV_COLUMNS = ("open", "high", "low", "close", "volume", "openinterest")
+_REQUIRED = ("open", "high", "low", "close")
+
+
+def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
+    sid = context.strategy_id
+    if settings.factory:
+        make = context.load_class(settings.factory)
+        if not callable(make):
+            raise InvalidStrategy(f"{sid}: feed factory {settings.factory!r} is not callable")
+        feed = make(**settings.kwargs)
+        if not isinstance(feed, bt.feed.AbstractDataBase):
+            raise EngineError(
+                f"{sid}: feed factory {settings.factory!r} returned a {type(feed).__name__}, "
+                "expected a backtrader data feed"
+            )
+        return feed
+    common = {"timeframe": TIMEFRAMES[settings.timeframe], "compression": settings.compression}
+    if settings.csv:
+        path = _resolve(settings.csv, context)
+        columns = _csv_columns(path, sid)
+        params = {"dataname": str(path), "dtformat": datetime.fromisoformat, **columns, **common}
+        return _make(bt.feeds.GenericCSVData, params, settings.reader, sid)
+    path = _resolve(settings.parquet or "", context)
+    try:
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+    except ImportError as exc:
+        raise EngineError(
+            f"{sid}: feed parquet '{path}' needs pyarrow: pip install pyarrow ({exc})"
+        ) from None
+    except OSError as exc:
+        raise EngineError(f"{sid}: feed parquet '{path}' cannot be read: {exc}") from None
+    for name in ("datetime", "date"):
+        if name in frame.columns:
+            frame = frame.set_index(name)
+            break
+    return _make(bt.feeds.PandasData, {"dataname": frame, **common}, settings.reader, sid)
+
+
+def _resolve(name: str, context: EngineContext) -> Path:
+    path = Path(name).expanduser()
+    root = context.options.get("data_root")
+    return path if path.is_absolute() or not root else Path(root) / path
+
+
+def _csv_columns(path: Path, sid: str) -> dict[str, int]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            header = handle.readline()
+    except OSError as exc:
+        raise EngineError(f"{sid}: feed csv '{path}' cannot be read: {exc.strerror or exc}") from None
+    names = [n.strip().lower() for n in header.split(",")]
+    where = {n: i for i, n in enumerate(names)}
+    stamp = where.get("datetime", where.get("date"))
+    missing = [n for n in _REQUIRED if n not in where] + (["datetime or date"] if stamp is None else [])
+    if missing:
+        raise EngineError(
+            f"{sid}: feed csv '{path}': header {header.strip()!r} lacks column(s) {', '.join(missing)}"
+        )
+    columns = {n: where.get(n, -1) for n in _CSV_COLUMNS}
+    return {"datetime": stamp, "time": where.get("time", -1), **columns}  # type: ignore[dict-item]
+
+
+def _make(cls: Any, params: dict[str, Any], reader: dict[str, Any], sid: str) -> Any:
+    known = set(cls.params._getkeys())
+    unknown = sorted(set(reader) - known)
+    if unknown:
+        raise InvalidStrategy(
+            f"{sid}: feed reader: unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return cls(**{**params, **reader})

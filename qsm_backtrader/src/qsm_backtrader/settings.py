@@ -1,0 +1,107 @@
+"""The adapter's settings: the ``backtrader`` object inside a document's ``params``.
+
+They live in ``params`` (not beside it) so that changing the feed, the cash or the
+commission changes the document's runtime fingerprint and recreates the worker.
+Every other key of ``params`` is a parameter of the strategy class. The format is
+documented in ``qsm_backtrader/README.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import cattrs
+from attrs import define, field
+
+from strategy_manager.core.errors import InvalidStrategy
+from strategy_manager.core.spec import StrategySpec, converter
+
+SETTINGS_KEY = "backtrader"
+
+Timeframe = Literal[
+    "ticks", "microseconds", "seconds", "minutes", "days", "weeks", "months", "years"
+]
+
+
+@define(frozen=True)
+class FactoryRef:
+    """A callable named ``package.module:name``, called with ``kwargs``."""
+
+    factory: str
+    kwargs: dict[str, Any] = field(factory=dict)
+
+
+@define(frozen=True)
+class FeedSettings:
+    #: Exactly one of these three says where the bars come from.
+    csv: str | None = None
+    parquet: str | None = None
+    factory: str | None = None
+    #: Keyword arguments for ``factory``.
+    kwargs: dict[str, Any] = field(factory=dict)
+    #: Extra parameters for backtrader's CSV or pandas feed class (``dtformat`` ...).
+    reader: dict[str, Any] = field(factory=dict)
+    timeframe: Timeframe = "days"
+    compression: int = 1
+    #: Replay speed in bars per second; 0 means as fast as possible.
+    pace: float = 0.0
+    #: Stop processing after this many bars and wait (until stopped); for tests and demos.
+    hold_after_bars: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        sources = [name for name in ("csv", "parquet", "factory") if getattr(self, name)]
+        if len(sources) != 1:
+            raise ValueError(
+                f"feed needs exactly one of 'csv', 'parquet' or 'factory', got {sources or 'none'}"
+            )
+        if self.compression < 1:
+            raise ValueError(f"feed compression must be at least 1, got {self.compression}")
+        if self.pace < 0:
+            raise ValueError(f"feed pace must be 0 (as fast as possible) or positive, got {self.pace}")
+        if self.hold_after_bars is not None and self.hold_after_bars < 1:
+            raise ValueError(f"feed hold_after_bars must be at least 1, got {self.hold_after_bars}")
+
+
+@define(frozen=True)
+class AdapterSettings:
+    feed: FeedSettings
+    cash: float = 10000.0
+    #: Keyword arguments for ``broker.setcommission`` (``commission``, ``margin``, ``mult`` ...).
+    commission: dict[str, Any] = field(factory=dict)
+    sizer: FactoryRef | None = None
+    #: Parameters of backtrader's ``BackBroker`` (``coc``, ``slip_perc`` ...), but cash.
+    broker: dict[str, Any] = field(factory=dict)
+    #: Parameters of ``Cerebro`` (``stdstats``, ``runonce``, ``exactbars`` ...).
+    cerebro: dict[str, Any] = field(factory=dict)
+    #: How many finished-order records a snapshot keeps (the newest).
+    history_limit: int = 1000
+
+    def __attrs_post_init__(self) -> None:
+        if self.cash < 0:
+            raise ValueError(f"cash must not be negative, got {self.cash}")
+        if self.history_limit < 0:
+            raise ValueError(f"history_limit must not be negative, got {self.history_limit}")
+
+
+def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
+    """The adapter's settings and the strategy's own parameters, from ``spec.params``."""
+    params = dict(spec.params)
+    raw = params.pop(SETTINGS_KEY, None)
+    where = f"params.{SETTINGS_KEY}"
+    if not isinstance(raw, dict):
+        raise InvalidStrategy(
+            f"{spec.id}: field '{where}' must be an object with at least a 'feed' "
+            "(see qsm_backtrader's README)"
+        )
+    try:
+        settings = converter.structure(raw, AdapterSettings)
+    except cattrs.ClassValidationError as exc:
+        messages = cattrs.transform_error(exc, path=where)
+        text = messages[0] if messages else str(exc)
+        if " @ " in text:
+            reason, at = text.rsplit(" @ ", 1)
+            text = f"field '{at}': {reason}"
+        raise InvalidStrategy(f"{spec.id}: {text}") from None
+    except ValueError as exc:
+        raise InvalidStrategy(f"{spec.id}: field '{where}': {exc}") from None
+    return settings, params
