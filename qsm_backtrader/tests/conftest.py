@@ -88,6 +88,15 @@ def finished(snapshot: dict[str, Any]) -> list[tuple[Any, ...]]:
     return sorted(record_key(r) for r in snapshot["history"])
 
 
+def assert_same_as_oracle_json(final: dict[str, Any], oracle: dict[str, Any]) -> None:
+    """A final snapshot against the plain run: value, cash, every order, exactly."""
+    assert final["bars"] == BARS
+    assert final["broker"]["value"] == oracle["value"]
+    assert final["broker"]["cash"] == oracle["cash"]
+    assert finished(final) == oracle["finished"]
+    assert len(final["submitted"]) + len(final["pending"]) == oracle["open"]
+
+
 class Driver:
     """Calls the plugin's hooks directly, the way the core's worker does."""
 
@@ -104,7 +113,8 @@ class Driver:
         **settings: Any,
     ) -> StrategySpec:
         adapter = {
-            "feed": {"csv": str(self.csv), **(feed or {})},
+            # a None in ``feed`` removes that key (``{"csv": None}`` for another source)
+            "feed": {k: v for k, v in {"csv": str(self.csv), **(feed or {})}.items() if v is not None},
             "cash": CASH,
             "commission": {"commission": COMMISSION},
             "sizer": {"factory": "backtrader.sizers:FixedSize", "kwargs": {"stake": STAKE}},

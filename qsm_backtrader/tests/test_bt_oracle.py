@@ -8,20 +8,13 @@ from typing import Any
 
 import pytest
 from backtrader.strategies import SMA_CrossOver
-from conftest import BARS, COOLDOWN, finished, plain_run
+from conftest import BARS, COOLDOWN, plain_run
+from conftest import assert_same_as_oracle_json as assert_same_as_oracle
 
 
 def bar_of(oracle: dict[str, Any], iso: str) -> int:
     """The 1-based bar number of the bar dated ``iso``."""
     return oracle["dates"].index(iso[:10]) + 1
-
-
-def assert_same_as_oracle(final: dict[str, Any], oracle: dict[str, Any]) -> None:
-    assert final["bars"] == BARS
-    assert final["broker"]["value"] == oracle["value"]
-    assert final["broker"]["cash"] == oracle["cash"]
-    assert finished(final) == oracle["finished"]
-    assert len(final["submitted"]) + len(final["pending"]) == oracle["open"]
 
 
 def test_adapter_run_equals_plain_cerebro(driver, sma_oracle):

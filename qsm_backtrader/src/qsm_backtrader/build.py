@@ -13,6 +13,7 @@ from strategy_manager.core.errors import InvalidStrategy
 
 #: Cerebro settings that would let strategy code run inside the broker's turn, where
 #: snapshots are taken (see engine.py), or that only make sense for optimisation.
+_AT = "params.backtrader"
 _REFUSED_CEREBRO = ("cheat_on_open", "optdatas", "optreturn", "maxcpus")
 
 
@@ -34,11 +35,12 @@ class QsmBroker(bt.brokers.BackBroker):
         super().next()
 
 
-def check_names(given: dict[str, Any], known: Any, what: str, sid: str) -> None:
+def check_names(given: dict[str, Any], known: Any, where: str, sid: str) -> None:
+    """Refuse names ``where`` does not know, listing those it does."""
     unknown = sorted(set(given) - set(known))
     if unknown:
         names = ", ".join(sorted(known)) or "(none)"
-        raise InvalidStrategy(f"{sid}: unknown {what} {', '.join(map(repr, unknown))}; known: {names}")
+        raise InvalidStrategy(f"{sid}: {where}: unknown {', '.join(map(repr, unknown))}; known: {names}")
 
 
 def strategy_class(spec_class: str, context: EngineContext) -> Any:
@@ -56,13 +58,14 @@ def build_cerebro(
     """A ready Cerebro with our broker, the feed, the sizer and the strategy."""
     sid = context.strategy_id
     name = strategy.__name__
-    check_names(params, strategy.params._getkeys(), f"parameter(s) for {name}", sid)
-    check_names(settings.cerebro, bt.Cerebro.params._getkeys(), "cerebro setting(s)", sid)
+    check_names(params, strategy.params._getkeys(), f"params for {name}", sid)
+    check_names(settings.cerebro, bt.Cerebro.params._getkeys(), f"{_AT}.cerebro", sid)
     refused = [k for k in _REFUSED_CEREBRO if settings.cerebro.get(k)]
     if refused:
-        raise InvalidStrategy(f"{sid}: cerebro setting(s) {', '.join(refused)} are not supported")
-    broker_keys = [k for k in QsmBroker.params._getkeys() if k != "cash"]
-    check_names(settings.broker, broker_keys, "broker setting(s)", sid)
+        raise InvalidStrategy(f"{sid}: {_AT}.cerebro: {', '.join(refused)} not supported")
+    # cash and commission have settings of their own
+    broker_keys = [k for k in QsmBroker.params._getkeys() if k not in ("cash", "commission")]
+    check_names(settings.broker, broker_keys, f"{_AT}.broker", sid)
 
     cerebro = bt.Cerebro(**settings.cerebro)
     broker = QsmBroker(cash=settings.cash, **settings.broker)
@@ -71,12 +74,13 @@ def build_cerebro(
         try:
             broker.setcommission(**settings.commission)
         except TypeError as exc:
-            raise InvalidStrategy(f"{sid}: commission settings: {exc}") from None
+            raise InvalidStrategy(f"{sid}: {_AT}.commission: {exc}") from None
     if settings.sizer is not None:
         sizer = context.load_class(settings.sizer.factory)
         if not (isinstance(sizer, type) and issubclass(sizer, bt.Sizer)):
             raise InvalidStrategy(f"{sid}: sizer {settings.sizer.factory!r} is not a backtrader.Sizer")
-        check_names(settings.sizer.kwargs, sizer.params._getkeys(), f"parameter(s) for {sizer.__name__}", sid)
+        known = sizer.params._getkeys()
+        check_names(settings.sizer.kwargs, known, f"{_AT}.sizer.kwargs for {sizer.__name__}", sid)
         cerebro.addsizer(sizer, **settings.sizer.kwargs)
     feed = build_feed(settings.feed, context)
     cerebro.adddata(feed, name=context.spec.symbol)

@@ -65,7 +65,7 @@ class BacktraderEngine:
         self._final: dict[str, Any] | None = None
         self._final_error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self._in_loop = False
+        self._running = False
         self._crashed = False
         self._start_bars = 0
         self._due: float | None = None
@@ -112,7 +112,7 @@ class BacktraderEngine:
             if self._restored is not None:
                 # Nothing new happened since the restore (still replaying history).
                 return copy.deepcopy(self._restored)
-            if not self._in_loop or self._crashed:
+            if not self._running or self._crashed:
                 return None
             request = _Request()
             self._requests.append(request)
@@ -129,6 +129,8 @@ class BacktraderEngine:
 
     # -- the cerebro thread ------------------------------------------------------
     def _run(self) -> None:
+        with self._cv:
+            self._running = True
         try:
             self.cerebro.run()
         except BaseException as exc:
@@ -152,7 +154,6 @@ class BacktraderEngine:
         """Called at the start of the broker's turn; False ends the run here."""
         strategy = self._strategy()
         with self._cv:
-            self._in_loop = True
             if self._restored is not None:
                 self._replay_or_resume(strategy)
             while True:

@@ -45,7 +45,12 @@ def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
         make = context.load_class(settings.factory)
         if not callable(make):
             raise InvalidStrategy(f"{sid}: feed factory {settings.factory!r} is not callable")
-        feed = make(**settings.kwargs)
+        try:
+            feed = make(**settings.kwargs)
+        except Exception as exc:
+            raise EngineError(
+                f"{sid}: feed factory {settings.factory!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(feed, bt.feed.AbstractDataBase):
             raise EngineError(
                 f"{sid}: feed factory {settings.factory!r} returned a {type(feed).__name__}, "
@@ -105,7 +110,7 @@ def _make(cls: Any, params: dict[str, Any], reader: dict[str, Any], sid: str) ->
     unknown = sorted(set(reader) - known)
     if unknown:
         raise InvalidStrategy(
-            f"{sid}: feed reader: unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
-            f"known: {', '.join(sorted(known))}"
+            f"{sid}: params.backtrader.feed.reader for {cls.__name__}: unknown "
+            f"{', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
         )
     return cls(**{**params, **reader})

@@ -8,10 +8,11 @@ documented in ``qsm_backtrader/README.md``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import cattrs
 from attrs import define, field
+from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy
 from strategy_manager.core.spec import StrategySpec, converter
@@ -52,14 +53,14 @@ class FeedSettings:
         sources = [name for name in ("csv", "parquet", "factory") if getattr(self, name)]
         if len(sources) != 1:
             raise ValueError(
-                f"feed needs exactly one of 'csv', 'parquet' or 'factory', got {sources or 'none'}"
+                f"needs exactly one of 'csv', 'parquet' or 'factory', got {sources or 'none'}"
             )
         if self.compression < 1:
-            raise ValueError(f"feed compression must be at least 1, got {self.compression}")
+            raise ValueError(f"compression must be at least 1, got {self.compression}")
         if self.pace < 0:
-            raise ValueError(f"feed pace must be 0 (as fast as possible) or positive, got {self.pace}")
+            raise ValueError(f"pace must be 0 (as fast as possible) or positive, got {self.pace}")
         if self.hold_after_bars is not None and self.hold_after_bars < 1:
-            raise ValueError(f"feed hold_after_bars must be at least 1, got {self.hold_after_bars}")
+            raise ValueError(f"hold_after_bars must be at least 1, got {self.hold_after_bars}")
 
 
 @define(frozen=True)
@@ -96,7 +97,7 @@ def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
     try:
         settings = converter.structure(raw, AdapterSettings)
     except cattrs.ClassValidationError as exc:
-        messages = cattrs.transform_error(exc, path=where)
+        messages = cattrs.transform_error(exc, path=where, format_exception=_reason)
         text = messages[0] if messages else str(exc)
         if " @ " in text:
             reason, at = text.rsplit(" @ ", 1)
@@ -105,3 +106,11 @@ def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
     except ValueError as exc:
         raise InvalidStrategy(f"{spec.id}: field '{where}': {exc}") from None
     return settings, params
+
+
+def _reason(exc: BaseException, type_: Any) -> str:
+    if get_origin(type_) is Literal:
+        return "must be one of " + ", ".join(repr(v) for v in get_args(type_))
+    if type(exc) is ValueError:  # our own checks in __attrs_post_init__
+        return str(exc)
+    return format_exception(exc, type_)

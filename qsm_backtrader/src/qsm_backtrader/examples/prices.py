@@ -59,7 +59,8 @@ def make_feed(bars: int = 2000, seed: int = 7, start: str = "2015-01-05") -> Any
             if bar is None:
                 return False
             dt, *values = bar
-            self.lines.datetime[0] = bt.date2num(dt)
+            # daily bars close at the session's end, as backtrader's CSV feeds have it
+            self.lines.datetime[0] = bt.date2num(datetime.combine(dt.date(), self.p.sessionend))
             self.lines.open[0], self.lines.high[0], self.lines.low[0] = values[:3]
             self.lines.close[0], self.lines.volume[0] = values[3:]
             return True

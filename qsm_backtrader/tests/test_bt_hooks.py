@@ -1,0 +1,238 @@
+"""The plugin's hooks one by one: what it reports, what it refuses and why, feeds."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from importlib.metadata import version
+from typing import Any
+
+import pandas as pd
+import pytest
+from backtrader.strategies import SMA_CrossOver
+from conftest import BARS, SEED, assert_same_as_oracle_json
+
+from qsm_backtrader import plugin
+from strategy_manager.core.classloader import ClassLoader
+from strategy_manager.core.errors import ClassRefused, EngineError, InvalidStrategy, SnapshotError
+from strategy_manager.core.registry import EngineRegistry
+
+
+def create(driver, spec):
+    return plugin.qsm_create_engine(spec=spec, context=driver.context(spec))
+
+
+def test_engine_info_through_the_registry():
+    entry = next(e for e in EngineRegistry.from_entry_points().entries() if e.name == "backtrader")
+    assert entry.status == "ok", entry.error
+    assert entry.version == version("backtrader")
+    assert set(entry.capabilities) >= {"snapshot", "restore"}
+    assert "backtrader.strategies" in entry.class_prefixes
+    assert "qsm_backtrader.examples" in entry.class_prefixes
+
+
+def test_importing_the_plugin_does_not_import_backtrader():
+    code = "import sys, qsm_backtrader.plugin as p; p.qsm_engine_info(); print('backtrader' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_unknown_strategy_parameter_names_the_known_ones(driver):
+    with pytest.raises(InvalidStrategy, match=r"u:SYM:k: params for SMA_CrossOver: unknown 'fsat'; known: .*fast, slow"):
+        create(driver, driver.spec(params={"fsat": 3}))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"feed": {"csv": None}}, r"field 'params.backtrader.feed': needs exactly one of 'csv', 'parquet' or 'factory'"),
+        ({"feed": {"csv": "a.csv", "factory": "m:f"}}, r"got \['csv', 'factory'\]"),
+        ({"cahs": 5}, r"field 'params.backtrader': extra fields found \(cahs\)"),
+        ({"cash": "lots"}, r"field 'params.backtrader.cash': invalid value for type, expected float"),
+        ({"feed": {"timeframe": "hours"}}, r"'params.backtrader.feed.timeframe': must be one of 'ticks'"),
+        ({"feed": {"pace": -1}}, r"pace must be 0"),
+        ({"cerebro": {"stdstat": False}}, r"params.backtrader.cerebro: unknown 'stdstat'; known: .*stdstats"),
+        ({"cerebro": {"cheat_on_open": True}}, r"cheat_on_open not supported"),
+        ({"broker": {"cash": 1.0}}, r"params.backtrader.broker: unknown 'cash'; known: checksubmit"),
+        ({"commission": {"comision": 0.1}}, r"params.backtrader.commission: .*'comision'"),
+        ({"sizer": {"factory": "backtrader.sizers:FixedSize", "kwargs": {"stak": 1}}},
+         r"sizer.kwargs for FixedSize: unknown 'stak'; known: stake"),
+        ({"sizer": {"factory": "backtrader.strategies:SMA_CrossOver"}}, r"is not a backtrader.Sizer"),
+        ({"feed": {"reader": {"dtfmt": "%Y"}}}, r"feed.reader for GenericCSVData: unknown 'dtfmt'; known: .*dtformat"),
+    ],
+)
+def test_bad_adapter_settings_are_refused_with_the_reason(driver, settings, message):
+    spec = driver.spec(feed=settings.pop("feed", None), **settings)
+    with pytest.raises(InvalidStrategy, match=message):
+        create(driver, spec)
+
+
+def test_missing_settings_and_missing_engine_class(driver):
+    spec = driver.spec()
+    no_settings = copy.deepcopy(spec.params)
+    del no_settings["backtrader"]
+    with pytest.raises(InvalidStrategy, match=r"'params.backtrader' must be an object with at least a 'feed'"):
+        create(driver, spec.__class__(**{**_fields(spec), "params": no_settings}))
+    with pytest.raises(InvalidStrategy, match="needs an engine_class"):
+        create(driver, spec.__class__(**{**_fields(spec), "engine_class": None}))
+
+
+def _fields(spec: Any) -> dict[str, Any]:
+    import attrs
+
+    return attrs.asdict(spec, recurse=False)
+
+
+def test_engine_class_must_be_an_allowed_strategy(driver):
+    with pytest.raises(ClassRefused, match=r"'backtrader\.indicators' is neither inside"):
+        create(driver, driver.spec("backtrader.indicators.SMA"))
+    with pytest.raises(InvalidStrategy, match=r"is not a backtrader\.Strategy subclass"):
+        create(driver, driver.spec("qsm_backtrader.examples.prices.make_feed"))
+
+
+def test_feed_files_that_cannot_be_used_are_named(driver, tmp_path):
+    with pytest.raises(EngineError, match=r"u:SYM:k: feed csv '.*nope.csv' cannot be read"):
+        create(driver, driver.spec(feed={"csv": str(tmp_path / "nope.csv")}))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,open,close\n2020-01-01,1,2\n")
+    with pytest.raises(EngineError, match=r"lacks column\(s\) high, low, datetime or date"):
+        create(driver, driver.spec(feed={"csv": str(bad)}))
+
+
+def test_relative_csv_paths_resolve_against_data_root(driver, prices_csv):
+    spec = driver.spec(feed={"csv": prices_csv.name})
+    context = driver.context(spec, data_root=str(prices_csv.parent))
+    engine = plugin.qsm_create_engine(spec=spec, context=context)
+    assert engine.data.p.dataname == str(prices_csv)
+
+
+def test_feed_factories_are_checked(driver):
+    with pytest.raises(ClassRefused, match="'os' is neither inside"):
+        create(driver, driver.spec(feed={"csv": None, "factory": "os:getcwd"}))
+    with pytest.raises(EngineError, match="returned a generator, expected a backtrader data feed"):
+        spec = driver.spec(feed={"csv": None, "factory": "qsm_backtrader.examples.prices:generate_bars",
+                                 "kwargs": {"count": 3}})
+        create(driver, spec)
+    with pytest.raises(EngineError, match=r"feed factory 'backtrader.feeds:GenericCSVData' raised TypeError"):
+        create(driver, driver.spec(feed={"csv": None, "factory": "backtrader.feeds:GenericCSVData"}))
+
+
+def test_a_factory_feed_of_the_same_bars_gives_the_same_run(driver, sma_oracle):
+    feed = {"csv": None, "factory": "qsm_backtrader.examples.prices:make_feed",
+            "kwargs": {"bars": BARS, "seed": SEED}}
+    assert_same_as_oracle_json(driver.run_to_end(driver.spec(feed=feed)), sma_oracle)
+
+
+def test_a_parquet_feed_of_the_same_bars_gives_the_same_run(driver, sma_oracle, prices_csv, tmp_path):
+    pytest.importorskip("pyarrow", reason="parquet feeds need pyarrow, an optional dependency")
+    frame = pd.read_csv(prices_csv, parse_dates=["date"])
+    # parquet timestamps are taken as they are; the CSV feed stamps daily bars at the session end
+    frame["date"] += pd.Timedelta(hours=23, minutes=59, seconds=59, microseconds=999990)
+    frame.to_parquet(tmp_path / "prices.parquet")
+    spec = driver.spec(feed={"csv": None, "parquet": str(tmp_path / "prices.parquet")})
+    assert_same_as_oracle_json(driver.run_to_end(spec), sma_oracle)
+
+
+def test_snapshot_before_start_and_after_restore(driver):
+    engine, context = driver.create(driver.spec())
+    assert plugin.qsm_snapshot_engine(engine=engine, context=context) is None
+    snap = driver.stop(*driver.hold_at(200))
+    engine, context = driver.create(driver.spec(), snapshot=snap)
+    assert plugin.qsm_snapshot_engine(engine=engine, context=context) == snap
+
+
+def _corrupt(snap: dict[str, Any], how: str) -> dict[str, Any]:
+    snap = copy.deepcopy(snap)
+    if how == "format":
+        snap["format"] = "qsm-backtrader/0"
+    elif how == "broker":
+        del snap["broker"]
+    elif how == "cash":
+        snap["broker"]["cash"] = "100"
+    elif how == "class":
+        snap["strategy_class"] = "backtrader.strategies.Other"
+    elif how == "linked":
+        snap["submitted"][0]["linked"] = True
+    elif how == "bars":
+        snap["last_bar"] = None
+    return snap
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("format", r"snapshot key 'format' is 'qsm-backtrader/0'"),
+        ("broker", r"snapshot key 'broker' is missing"),
+        ("cash", r"snapshot key 'broker.cash' is missing or not a number"),
+        ("class", r"snapshot was taken from 'backtrader.strategies.Other'"),
+        ("linked", r"snapshot holds order ref \d+ of a bracket or OCO group in 'submitted'"),
+        ("bars", r"snapshot keys 'bars' and 'last_bar' disagree"),
+    ],
+)
+def test_snapshots_that_cannot_be_restored_exactly_are_refused(driver, sma_oracle, how, message):
+    buy = next(o for o in sma_oracle["orders"][4:] if o.isbuy())
+    bars = sma_oracle["dates"].index(_day(buy.created.dt)) + 1
+    snap = driver.stop(*driver.hold_at(bars))
+    assert snap["submitted"]
+    engine, context = driver.create(driver.spec())
+    with pytest.raises(SnapshotError, match="u:SYM:k: " + message):
+        plugin.qsm_restore_engine(engine=engine, snapshot=_corrupt(snap, how), context=context)
+
+
+def _day(num: float) -> str:
+    import backtrader as bt
+
+    return bt.num2date(num).date().isoformat()
+
+
+class Opaque(SMA_CrossOver):
+    qsm_state = ["handle"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handle = object()
+
+
+class Counting(SMA_CrossOver):
+    """Keeps its state through get_state()/set_state() instead of qsm_state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def next(self) -> None:
+        self.seen += 1
+        super().next()
+
+    def get_state(self) -> dict[str, Any]:
+        return {"seen": self.seen}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.seen = state["seen"]
+
+
+def test_state_a_snapshot_cannot_keep_is_named(driver):
+    engine, context = driver.hold_at(100, driver.spec(f"{__name__}.Opaque", feed={"hold_after_bars": 100}))
+    with pytest.raises(SnapshotError, match=r"u:SYM:k: strategy attribute 'handle' holds a object"):
+        plugin.qsm_snapshot_engine(engine=engine, context=context)
+
+
+def test_get_state_and_set_state_carry_the_strategy_state(driver, sma_oracle):
+    name = f"{__name__}.Counting"
+    whole = driver.run_to_end(driver.spec(name))
+    # next() runs from bar 31: the crossover of a 30-bar SMA needs one bar more
+    assert whole["strategy_state"] == {"get_state": {"seen": BARS - 30}}
+    snap = driver.stop(*driver.hold_at(1000, driver.spec(name, feed={"hold_after_bars": 1000})))
+    assert snap["strategy_state"] == {"get_state": {"seen": 1000 - 30}}
+    final = driver.run_to_end(driver.spec(name), snapshot=snap)
+    assert final["strategy_state"] == whole["strategy_state"]
+    assert_same_as_oracle_json(final, sma_oracle)
+
+
+def test_the_classloader_is_used_for_every_class(driver):
+    spec = driver.spec()
+    context = driver.context(spec)
+    context.classes = ClassLoader((), ["backtrader.sizers"])  # strategies not allowed
+    with pytest.raises(ClassRefused):
+        plugin.qsm_create_engine(spec=spec, context=context)
