@@ -17,24 +17,6 @@ _AT = "params.backtrader"
 _REFUSED_CEREBRO = ("cheat_on_open", "optdatas", "optreturn", "maxcpus")
 
 
-class QsmBroker(bt.brokers.BackBroker):
-    """backtrader's simulated broker, letting the engine act before each of its turns.
-
-    The start of ``next()`` is the one moment of every cerebro cycle when the
-    strategy has fully processed its last bar and the broker has not yet touched
-    the next one: the engine's *safe point*. It costs one attribute test per bar
-    unless the engine asked for attention (a snapshot, a stop, a restore, pacing).
-    """
-
-    _qsm_attention = False
-    _qsm_safe_point: Any = None
-
-    def next(self) -> None:
-        if self._qsm_attention and not self._qsm_safe_point():
-            return
-        super().next()
-
-
 def check_names(given: dict[str, Any], known: Any, where: str, sid: str) -> None:
     """Refuse names ``where`` does not know, listing those it does."""
     unknown = sorted(set(given) - set(known))
@@ -54,8 +36,8 @@ def strategy_class(spec_class: str, context: EngineContext) -> Any:
 
 def build_cerebro(
     context: EngineContext, settings: AdapterSettings, strategy: Any, params: dict[str, Any]
-) -> tuple[Any, QsmBroker, Any]:
-    """A ready Cerebro with our broker, the feed, the sizer and the strategy."""
+) -> tuple[Any, Any, Any]:
+    """A ready Cerebro with its simulated broker, the feed, the sizer and the strategy."""
     sid = context.strategy_id
     name = strategy.__name__
     check_names(params, strategy.params._getkeys(), f"params for {name}", sid)
@@ -64,11 +46,11 @@ def build_cerebro(
     if refused:
         raise InvalidStrategy(f"{sid}: {_AT}.cerebro: {', '.join(refused)} not supported")
     # cash and commission have settings of their own
-    broker_keys = [k for k in QsmBroker.params._getkeys() if k not in ("cash", "commission")]
+    broker_keys = [k for k in bt.brokers.BackBroker.params._getkeys() if k not in ("cash", "commission")]
     check_names(settings.broker, broker_keys, f"{_AT}.broker", sid)
 
     cerebro = bt.Cerebro(**settings.cerebro)
-    broker = QsmBroker(cash=settings.cash, **settings.broker)
+    broker = bt.brokers.BackBroker(cash=settings.cash, **settings.broker)
     cerebro.setbroker(broker)
     if settings.commission:
         try:

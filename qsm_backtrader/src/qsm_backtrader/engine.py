@@ -1,9 +1,12 @@
 """One strategy's cerebro, run on a thread, with snapshots, restore and a prompt stop.
 
 Everything that reads or changes the engine's state happens on the cerebro thread
-at a *safe point*: the start of the broker's turn (see ``QsmBroker``), when the
-strategy has fully processed bar *t* and nothing of bar *t+1* has been traded yet.
-Other threads only leave requests there (snapshot, stop) and wait.
+at a *safe point*: the start of the broker's turn, the one moment of each cerebro
+cycle when the strategy has fully processed bar *t* and nothing of bar *t+1* has
+been traded yet. Other threads only leave requests there (snapshot, stop) and wait.
+While nobody asks for anything, the broker runs untouched: the engine steps into
+its turn (an instance attribute shadowing ``broker.next``) only when it needs to,
+so an undisturbed run costs nothing per bar.
 
 Restore replays the feed from its start with the strategy's trading callbacks
 silenced, so that every indicator sees exactly the history it saw before; at the
@@ -54,7 +57,6 @@ class BacktraderEngine:
         self.settings = settings
         self.class_name = class_name
         self.cerebro, self.broker, self.data = build_cerebro(context, settings, strategy_class, params)
-        self.broker._qsm_safe_point = self._safe_point
         self.history = OrderHistory(settings.history_limit)
         #: Set while the engine waits after ``hold_after_bars`` bars.
         self.holding = threading.Event()
@@ -233,7 +235,11 @@ class BacktraderEngine:
 
     def _update_attention(self) -> None:
         feed = self.settings.feed
-        self.broker._qsm_attention = bool(
-            self._requests or self._stop or self._restored is not None
-            or feed.pace or feed.hold_after_bars
-        )
+        if self._requests or self._stop or self._restored is not None or feed.pace or feed.hold_after_bars:
+            self.broker.next = self._broker_turn
+        else:
+            vars(self.broker).pop("next", None)
+
+    def _broker_turn(self) -> None:
+        if self._safe_point():
+            type(self.broker).next(self.broker)

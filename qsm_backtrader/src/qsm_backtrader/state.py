@@ -19,7 +19,6 @@ thread at a *safe point* (the start of the broker's turn for the next bar, see
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -117,7 +116,7 @@ def capture(strategy: Any, broker: Any, history: OrderHistory, sid: str) -> dict
         "notifications": orders(broker.notifs, "notifications"),
         "trades": trades,
         "strategy_state": _strategy_state(strategy, order_tag, sid),
-        "history": copy.deepcopy(history.records),
+        "history": [dict(record) for record in history.records],
         "history_total": history.total,
     }
 
