@@ -236,3 +236,24 @@ def test_the_classloader_is_used_for_every_class(driver):
     context.classes = ClassLoader((), ["backtrader.sizers"])  # strategies not allowed
     with pytest.raises(ClassRefused):
         plugin.qsm_create_engine(spec=spec, context=context)
+
+
+class Crashing(SMA_CrossOver):
+    def next(self) -> None:
+        if len(self) == 50:
+            raise RuntimeError("bad bar")
+        super().next()
+
+
+def test_a_crash_in_the_strategy_is_reported_and_leaves_no_snapshot(driver):
+    import threading
+
+    spec = driver.spec(f"{__name__}.Crashing")
+    engine, context = driver.create(spec)
+    crashed: list[BaseException] = []
+    done = threading.Event()
+    context.on_crash = lambda exc: (crashed.append(exc), done.set())
+    plugin.qsm_start_engine(engine=engine, context=context)
+    assert done.wait(30)
+    assert isinstance(crashed[0], RuntimeError) and str(crashed[0]) == "bad bar"
+    assert plugin.qsm_snapshot_engine(engine=engine, context=context) is None

@@ -58,7 +58,7 @@ def build_cerebro(
         except TypeError as exc:
             raise InvalidStrategy(f"{sid}: {_AT}.commission: {exc}") from None
     if settings.sizer is not None:
-        sizer = context.load_class(settings.sizer.factory)
+        sizer: Any = context.load_class(settings.sizer.factory)
         if not (isinstance(sizer, type) and issubclass(sizer, bt.Sizer)):
             raise InvalidStrategy(f"{sid}: sizer {settings.sizer.factory!r} is not a backtrader.Sizer")
         known = sizer.params._getkeys()
