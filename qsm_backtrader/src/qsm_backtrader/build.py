@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import backtrader as bt
 
@@ -58,10 +58,10 @@ def build_cerebro(
         except TypeError as exc:
             raise InvalidStrategy(f"{sid}: {_AT}.commission: {exc}") from None
     if settings.sizer is not None:
-        sizer: Any = context.load_class(settings.sizer.factory)
+        sizer = context.load_class(settings.sizer.factory)
         if not (isinstance(sizer, type) and issubclass(sizer, bt.Sizer)):
             raise InvalidStrategy(f"{sid}: sizer {settings.sizer.factory!r} is not a backtrader.Sizer")
-        known = sizer.params._getkeys()
+        known = cast(Any, sizer).params._getkeys()
         check_names(settings.sizer.kwargs, known, f"{_AT}.sizer.kwargs for {sizer.__name__}", sid)
         cerebro.addsizer(sizer, **settings.sizer.kwargs)
     feed = build_feed(settings.feed, context)
