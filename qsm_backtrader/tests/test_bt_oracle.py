@@ -149,3 +149,21 @@ def test_notifications_resume_exactly(driver, sma_oracle, prices_csv):
         snap = driver.stop(*driver.hold_at(points[where], held))
         final = driver.run_to_end(spec, snapshot=snap)
         assert final["strategy_state"]["attrs"]["journal"] == expected, where
+
+
+def test_a_stop_at_any_moment_resumes_exactly(driver, sma_oracle):
+    """No hold: the stop lands wherever the running replay is."""
+    engine, context = driver.start(driver.spec(feed={"pace": 5000}))
+    time.sleep(0.25)
+    started = time.monotonic()
+    snap = driver.stop(engine, context)
+    assert time.monotonic() - started < 0.5
+    assert 0 < snap["bars"] < BARS
+    assert_same_as_oracle(driver.run_to_end(driver.spec(), snapshot=snap), sma_oracle)
+
+
+def test_restoring_a_finished_run_changes_nothing(driver, sma_oracle):
+    final = driver.run_to_end(driver.spec())
+    again = driver.run_to_end(driver.spec(), snapshot=final)
+    assert again == final
+    assert_same_as_oracle(again, sma_oracle)

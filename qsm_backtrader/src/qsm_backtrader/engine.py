@@ -142,11 +142,7 @@ class BacktraderEngine:
             raise
         with self._cv:
             if self._final is None and self._final_error is None:
-                if self._restored is not None:
-                    # The feed ended before any bar after the snapshot.
-                    self._final = copy.deepcopy(self._restored)
-                else:
-                    self._final_capture()
+                self._final_capture()
             self._answer(self._final, self._final_error)
 
     def _strategy(self) -> Any:
@@ -217,7 +213,7 @@ class BacktraderEngine:
         return False
 
     def _final_capture(self) -> None:
-        if self._restored is not None:
+        if self._restored is not None:  # no bar came after the snapshot's last one
             self._final = copy.deepcopy(self._restored)
             return
         try:
