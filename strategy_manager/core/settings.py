@@ -57,6 +57,10 @@ class Settings:
         default="strategy_status",
         metadata=_meta("QSM_STATUS_COLLECTION", "runtime status per strategy"),
     )
+    leases_collection: str = field(
+        default="strategy_leases",
+        metadata=_meta("QSM_LEASES_COLLECTION", "ownership leases and snapshot sequence per strategy"),
+    )
     data_dir: str = field(
         default=".qsm",
         metadata=_meta("QSM_DATA_DIR", "embedded store file and engines' private folders"),
