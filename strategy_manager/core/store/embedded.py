@@ -76,9 +76,10 @@ class EmbeddedStore:
 
     def _create_schema(self) -> None:
         t = self._t
-        with self._write() as db:
-            db.executescript(
+        with self._lock, self._errors():  # executescript commits first: BEGIN goes inside
+            self._conn.executescript(
                 f"""
+                BEGIN IMMEDIATE;
                 CREATE TABLE IF NOT EXISTS {t["strategies"]} (
                     id TEXT PRIMARY KEY,
                     user_id TEXT NOT NULL,
@@ -121,6 +122,7 @@ class EmbeddedStore:
                     epoch INTEGER NOT NULL,
                     expires_at TEXT NOT NULL
                 );
+                COMMIT;
                 """
             )
 

@@ -168,30 +168,36 @@ class MongoStore:
         return None if found is None else self._out(found)
 
     def upsert_strategy(self, document: dict[str, Any]) -> UpsertResult:
+        """Update by natural key, else insert. An insert keeps the document's field order
+        (an upsert through ``$set`` would sort new fields by name)."""
         doc = dict(document)
         given_id = doc.pop("_id", None)
         key = codec.natural_key(doc)
         codec.check_field_names(doc)
         ident = ":".join(key)
-        update: dict[str, Any] = {"$set": {**doc, "updated_at": codec.to_ms(self.clock.now())}}
+        fields = {**doc, "updated_at": codec.to_ms(self.clock.now())}
+        new: dict[str, Any] = {}
         if given_id is not None:
             oid = str(given_id)
-            update["$setOnInsert"] = {"_id": ObjectId(oid) if ObjectId.is_valid(oid) else oid}
+            new["_id"] = ObjectId(oid) if ObjectId.is_valid(oid) else oid
         natural = dict(zip(codec.NATURAL_KEY, key, strict=True))
-        for attempt in (1, 2):  # two concurrent upserts of one new key: the loser retries
-            try:
-                result = self._strategies.update_one(natural, update, upsert=True)
-                return UpsertResult(ident=ident, inserted=result.upserted_id is not None)
-            except DuplicateKeyError as exc:
-                if "_id" in ((exc.details or {}).get("keyPattern") or {}):
-                    raise StoreError(f"{ident}: _id {given_id} already belongs to another document") from None
-                if attempt == 2:
-                    raise StoreError(f"{ident}: {self._reason(exc)}") from None
-            except PyMongoError as exc:
-                raise StoreError(f"{ident}: cannot store: {self._reason(exc)}") from None
-            except (TypeError, ValueError, OverflowError) as exc:  # not BSON-encodable
-                raise StoreError(f"{describe(document)}: cannot encode the document: {exc}") from None
-        raise AssertionError("unreachable")
+        try:
+            for _ in range(3):  # a concurrent insert of the same key makes us update instead
+                if self._strategies.update_one(natural, {"$set": fields}).matched_count:
+                    return UpsertResult(ident=ident, inserted=False)
+                try:
+                    self._strategies.insert_one({**new, **fields})
+                    return UpsertResult(ident=ident, inserted=True)
+                except DuplicateKeyError as exc:
+                    if "_id" in ((exc.details or {}).get("keyPattern") or {}):
+                        raise StoreError(
+                            f"{ident}: _id {given_id} already belongs to another document"
+                        ) from None
+        except PyMongoError as exc:
+            raise StoreError(f"{ident}: cannot store: {self._reason(exc)}") from None
+        except (TypeError, ValueError, OverflowError) as exc:  # not BSON-encodable
+            raise StoreError(f"{describe(document)}: cannot encode the document: {exc}") from None
+        raise StoreError(f"{ident}: cannot store: the document kept changing under concurrent writes")
 
     def update_strategy(self, ident: str, changes: dict[str, Any]) -> dict[str, Any]:
         if "_id" in changes:
@@ -225,7 +231,7 @@ class MongoStore:
         with self._errors("polling for changes"):
             count = self._strategies.estimated_document_count()
             newest = self._strategies.find_one(
-                {}, projection={"updated_at": 1}, sort=[("updated_at", DESCENDING)]
+                {}, projection={"updated_at": 1}, sort=[("updated_at", DESCENDING), ("_id", DESCENDING)]
             )
         if newest is None:
             return (count, None, None)
