@@ -165,6 +165,8 @@ class LoadedSettings:
     config_dir: Path
     #: file name -> found (True) or missing (False)
     files: Mapping[str, bool]
+    #: how the config directory was chosen: "--config-dir", "QSM_CONFIG_DIR" or "default"
+    config_dir_source: str = "default"
 
 
 _FIELDS = {f.name: f for f in attrs.fields(Settings)}
@@ -233,6 +235,11 @@ def load_settings(
         sources=sources,
         config_dir=directory,
         files={"production.json": json_path.is_file(), ".env": env_path.is_file()},
+        config_dir_source="--config-dir"
+        if config_dir
+        else "QSM_CONFIG_DIR"
+        if environ.get("QSM_CONFIG_DIR")
+        else "default",
     )
 
 
@@ -279,7 +286,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             line = binding.original.line
-            raise ConfigError(f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}")
+            text = binding.original.string.strip()
+            # Never echo a value: the line may hold a password.
+            shown = text.split("=", 1)[0][:40] + "=..." if "=" in text else text[:20]
+            raise ConfigError(f"{path}: line {line}: cannot parse {shown!r}")
         if binding.key is not None and binding.value is not None:
             result[binding.key] = binding.value
     return result

@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from strategy_manager.core.settings import Settings
 
 
+def describe_location(settings: Settings) -> str:
+    """Where the configured store is, safe to print: the file, or the masked URI and database."""
+    from strategy_manager.core.settings import mask_uri
+
+    if settings.mongo_uri:
+        return f"{mask_uri(settings.mongo_uri)} database {settings.mongo_db}"
+    return str(settings.embedded_path)
+
+
 def open_store(settings: Settings, clock: Clock | None = None) -> Store:
     """The configured store, ready to use; StoreError if it cannot be reached or opened."""
     if settings.mongo_uri:
@@ -33,4 +42,13 @@ def open_store(settings: Settings, clock: Clock | None = None) -> Store:
     return EmbeddedStore(settings, clock)
 
 
-__all__ = ["Lease", "Snapshot", "SnapshotWrite", "StatusRecord", "Store", "UpsertResult", "open_store"]
+__all__ = [
+    "Lease",
+    "Snapshot",
+    "SnapshotWrite",
+    "StatusRecord",
+    "Store",
+    "UpsertResult",
+    "describe_location",
+    "open_store",
+]

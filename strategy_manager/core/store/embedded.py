@@ -26,7 +26,7 @@ from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.errors import SnapshotError, StoreError
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import describe
-from strategy_manager.core.store import codec
+from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
     Lease,
     Snapshot,
@@ -49,7 +49,7 @@ class EmbeddedStore:
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.path = Path(settings.embedded_path)
-        self.location = str(self.path)
+        self.location = describe_location(settings)
         self.clock = clock or SystemClock()
         self.history = max(1, settings.snapshot_history)
         self._t = {

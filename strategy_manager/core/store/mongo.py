@@ -35,7 +35,7 @@ from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.errors import SnapshotError, StoreError
 from strategy_manager.core.settings import Settings, mask_uri
 from strategy_manager.core.spec import describe
-from strategy_manager.core.store import codec
+from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
     Lease,
     Snapshot,
@@ -58,7 +58,7 @@ class MongoStore:
         if not uri:
             raise StoreError("MongoStore needs MONGO_URI")
         self._uri = uri
-        self.location = f"{mask_uri(uri)} database {settings.mongo_db}"
+        self.location = describe_location(settings)
         self.clock = clock or SystemClock()
         self.history = max(1, settings.snapshot_history)
         self.timeout_ms = settings.mongo_timeout_ms

@@ -17,6 +17,7 @@ import pytest
 
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import Store, open_store
+from tests.wire_server import mongoeco_uri  # noqa: F401  (a fixture)
 
 START = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)
 
@@ -57,21 +58,6 @@ class Backend:
     def close(self) -> None:
         for store in self.opened:
             store.close()
-
-
-@pytest.fixture(scope="session")
-def mongoeco_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A MongoDB wire-protocol server (mongoeco, SQLite-backed) on a loopback port."""
-    if sys.version_info < (3, 13):
-        pytest.skip("mongoeco needs Python 3.13+; the MongoStore contract runs there")
-    from mongoeco._pytest_runtime import ProxyThread
-
-    server = ProxyThread("sqlite", tmp_path_factory.mktemp("mongoeco"), "7.0", "auto-installed")
-    uri = server.start()
-    try:
-        yield uri
-    finally:
-        server.close()
 
 
 def _mongo_db_name() -> str:
