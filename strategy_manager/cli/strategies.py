@@ -289,8 +289,9 @@ def show(app: App, ident: str, limit: int, as_json: bool) -> None:
     )
     click.echo(json.dumps(latest.state, indent=2, ensure_ascii=False, sort_keys=True))
     click.echo(f"history ({len(summary)} kept, newest first):")
-    for s in summary:
-        click.echo(f"  seq {s['seq']:>6}  {s['taken_at'].isoformat()}  {s['bytes']} bytes")
+    for snap in history:
+        size = len(json.dumps(snap.state))
+        click.echo(f"  seq {snap.seq:>6}  {snap.taken_at.isoformat()}  {size} bytes")
 
 
 def register(cli: click.Group) -> None:

@@ -119,7 +119,7 @@ class MongoStore:
 
     def _ensure_indexes(self) -> None:
         """Idempotent: creating an index that exists with the same definition is a no-op."""
-        specs = [
+        specs: list[tuple[Any, list[tuple[str, int]], dict[str, Any]]] = [
             (
                 self._strategies,
                 [("user_id", ASCENDING), ("symbol", ASCENDING), ("strategy_key", ASCENDING)],
@@ -310,7 +310,7 @@ class MongoStore:
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
-            return int(counter["seq"])
+            return int((counter or {})["seq"])
         owner, epoch = w.lease
         counter = self._leases.find_one_and_update(
             {"_id": w.strategy_id, "owner": owner, "epoch": epoch},
@@ -426,8 +426,8 @@ class MongoStore:
             rest = [sid for sid in ids if sid not in held]
             existing = {d["_id"]: d for d in self._leases.find({"_id": {"$in": rest}})} if rest else {}
             for sid in rest:
-                doc = existing.get(sid)
-                if doc is None:
+                found = existing.get(sid)
+                if found is None:
                     try:
                         self._leases.insert_one(
                             {"_id": sid, "owner": owner, "epoch": 1, "expires_at": expires, "seq": 0}
@@ -436,12 +436,12 @@ class MongoStore:
                         continue  # someone else took it just now
                     held[sid] = Lease(strategy_id=sid, owner=owner, epoch=1, expires_at=expires)
                     continue
-                current = doc.get("expires_at")
-                if doc.get("owner") and current is not None and current > now:
+                current = found.get("expires_at")
+                if found.get("owner") and current is not None and current > now:
                     continue  # another owner's live lease
                 # Free or expired: take it, unless it changed since we looked.
                 taken = self._leases.find_one_and_update(
-                    {"_id": sid, "owner": doc.get("owner"), "epoch": doc.get("epoch")},
+                    {"_id": sid, "owner": found.get("owner"), "epoch": found.get("epoch")},
                     {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"epoch": 1}},
                     return_document=ReturnDocument.AFTER,
                 )
