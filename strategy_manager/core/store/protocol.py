@@ -109,13 +109,16 @@ class Store(Protocol):
         """Write many snapshots in one round; return their sequence numbers.
 
         Raises SnapshotError naming the strategy and key for a state that cannot be
-        encoded; the others in the batch are still written.
+        encoded, or for a write whose ``lease`` is no longer current; the others in the
+        batch are still written (``SnapshotBatchError.seqs`` has their numbers).
         """
         ...
 
     def latest_snapshot(self, strategy_id: str) -> Snapshot | None: ...
 
-    def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]: ...
+    def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]:
+        """The kept snapshots, newest first."""
+        ...
 
     # -- ownership ----------------------------------------------------------
     def claim(
