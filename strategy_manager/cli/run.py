@@ -76,8 +76,11 @@ def run(
     clock = make_clock(clock_kind, start, speed)
     seconds = parse_duration(duration) if duration else None
 
+    # Simulated runs speak in the time zone their start was given in.
+    zone = parse_instant(start).tzinfo if clock_kind == "sim" and start else None
+
     def show(kind: str, ident: str, detail: str) -> None:
-        stamp = clock.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        stamp = clock.now().astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"{stamp}  {kind:<9} {ident}  {detail}")
 
     store = app.store()

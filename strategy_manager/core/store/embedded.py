@@ -16,7 +16,7 @@ import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -329,7 +329,12 @@ class EmbeddedStore:
 
     # -- ownership -------------------------------------------------------------------
     def claim(
-        self, strategy_ids: Sequence[str], owner: str, now: datetime, seconds: float
+        self,
+        strategy_ids: Sequence[str],
+        owner: str,
+        now: datetime,
+        seconds: float,
+        steal_from: Collection[str] = (),
     ) -> dict[str, Lease]:
         now = codec.to_ms(now)
         expires = codec.to_ms(now + timedelta(seconds=seconds))
@@ -346,7 +351,7 @@ class EmbeddedStore:
                         f"INSERT INTO {t} (strategy_id, owner, epoch, expires_at) VALUES (?, ?, ?, ?)",
                         (sid, owner, epoch, codec.iso(expires)),
                     )
-                elif row[0] == owner or codec.from_iso(row[2]) <= now:
+                elif row[0] == owner or row[0] in steal_from or codec.from_iso(row[2]) <= now:
                     epoch = row[1] if row[0] == owner else row[1] + 1
                     db.execute(
                         f"UPDATE {t} SET owner = ?, epoch = ?, expires_at = ? WHERE strategy_id = ?",

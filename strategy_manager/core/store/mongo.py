@@ -15,7 +15,7 @@ the decision is the server's answer, never configuration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -408,7 +408,12 @@ class MongoStore:
 
     # -- ownership -------------------------------------------------------------------
     def claim(
-        self, strategy_ids: Sequence[str], owner: str, now: datetime, seconds: float
+        self,
+        strategy_ids: Sequence[str],
+        owner: str,
+        now: datetime,
+        seconds: float,
+        steal_from: Collection[str] = (),
     ) -> dict[str, Lease]:
         now = codec.to_ms(now)
         expires = codec.to_ms(now + timedelta(seconds=seconds))
@@ -437,7 +442,8 @@ class MongoStore:
                     held[sid] = Lease(strategy_id=sid, owner=owner, epoch=1, expires_at=expires)
                     continue
                 current = found.get("expires_at")
-                if found.get("owner") and current is not None and current > now:
+                live = current is not None and current > now
+                if found.get("owner") and live and found.get("owner") not in steal_from:
                     continue  # another owner's live lease
                 # Free or expired: take it, unless it changed since we looked.
                 taken = self._leases.find_one_and_update(

@@ -16,7 +16,7 @@ or its document ``_id``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -122,11 +122,17 @@ class Store(Protocol):
 
     # -- ownership ----------------------------------------------------------
     def claim(
-        self, strategy_ids: Sequence[str], owner: str, now: datetime, seconds: float
+        self,
+        strategy_ids: Sequence[str],
+        owner: str,
+        now: datetime,
+        seconds: float,
+        steal_from: Collection[str] = (),
     ) -> dict[str, Lease]:
         """Take or renew, atomically per strategy, the lease of each id that is free,
-        expired or already ``owner``'s. Returns the leases ``owner`` now holds.
-        Taking a lease from someone else (expired) increments its epoch."""
+        expired, already ``owner``'s, or held by one of ``steal_from`` (owners known
+        to be dead, such as a killed process on this host). Returns the leases
+        ``owner`` now holds. Taking a lease from someone else increments its epoch."""
         ...
 
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
