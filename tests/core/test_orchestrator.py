@@ -14,6 +14,7 @@ from strategy_manager.core.clock import SimClock, SystemClock
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
+from tests.wire_server import mongoeco_uri  # noqa: F401  (a fixture)
 
 CST = timezone(timedelta(hours=8))
 
@@ -43,16 +44,38 @@ class Events:
         return self.of(ident, kind)
 
 
+@pytest.fixture(params=["embedded", "mongodb"])
+def any_settings(request, settings, tmp_path):
+    """The same settings over each store: embedded SQLite, or pymongo to the wire server."""
+    if request.param == "embedded":
+        return settings
+    uri = request.getfixturevalue("mongoeco_uri")
+    return attrs.evolve(settings, mongo_uri=uri, mongo_db=f"orch_{tmp_path.name[-20:]}")
+
+
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(data_dir=str(tmp_path / "data"), poll_interval=0.05, resync_interval=5,
-                    snapshot_interval=3600, backoff_base=0.01, backoff_cap=0.05, stop_timeout=5,
-                    engine_class_allow=("tests.core.user_engines",))
+    return Settings(
+        data_dir=str(tmp_path / "data"),
+        poll_interval=0.2,
+        resync_interval=5,
+        snapshot_interval=3600,
+        backoff_base=0.01,
+        backoff_cap=0.05,
+        stop_timeout=5,
+        engine_class_allow=("tests.core.user_engines",),
+    )
 
 
 def doc(symbol, key="k", engine="demo", params=None, **extra):
-    return {"user_id": "u", "symbol": symbol, "strategy_key": key, "engine": engine,
-            "params": params or {}, **extra}
+    return {
+        "user_id": "u",
+        "symbol": symbol,
+        "strategy_key": key,
+        "engine": engine,
+        "params": params or {},
+        **extra,
+    }
 
 
 def orchestrator(settings, clock, store=None):
@@ -104,7 +127,8 @@ def test_a_simulated_xshg_day_follows_warm_up_break_and_close_and_resumes_next_d
     assert store.latest_snapshot(pause).state["bar"] > bars_at_close
 
 
-def test_editing_params_restarts_only_that_worker_with_its_state(settings):
+def test_editing_params_restarts_only_that_worker_with_its_state(any_settings):
+    settings = any_settings
     clock = SystemClock()
     orch, store, events = orchestrator(settings, clock)
     for symbol in ("A", "B"):
@@ -120,7 +144,7 @@ def test_editing_params_restarts_only_that_worker_with_its_state(settings):
         elapsed = time.monotonic() - t0
         assert "restored snapshot" in events.of("u:A:k", "started")[1][2]
         assert len(events.of("u:B:k", "started")) == 1  # untouched
-        assert elapsed < 2 * settings.poll_interval + 1.0  # poll, then stop+start of one demo engine
+        assert elapsed < 2 * settings.poll_interval + 0.25  # the poll, then one quick stop and start
 
         store.update_strategy("u:A:k", {"enabled": False})
         events.wait_for("u:A:k", "stopped", count=2)
@@ -134,12 +158,18 @@ def test_editing_params_restarts_only_that_worker_with_its_state(settings):
         orch.stop()
 
 
-def test_programmatic_api_writes_the_store_and_reconcile_acts(settings):
+def test_programmatic_api_writes_the_store_and_reconcile_acts(any_settings):
+    settings = any_settings
     orch, store, events = orchestrator(settings, SystemClock())
     orch.start()
     try:
-        ident = orch.add_strategy("002050.SZ", "hidden_dragon", engine="demo",
-                                  params={"bar_seconds": 0.05}, schedule={"mode": "always"})
+        ident = orch.add_strategy(
+            "002050.SZ",
+            "hidden_dragon",
+            engine="demo",
+            params={"bar_seconds": 0.05},
+            schedule={"mode": "always"},
+        )
         assert ident == "default:002050.SZ:hidden_dragon"
         assert store.get_strategy(ident)["params"] == {"bar_seconds": 0.05}
         events.wait_for(ident, "started")
@@ -157,8 +187,15 @@ def test_programmatic_api_writes_the_store_and_reconcile_acts(settings):
 def test_a_crash_loop_ends_failed_while_others_keep_running(settings):
     settings = attrs.evolve(settings, restart_max=3)
     orch, store, events = orchestrator(settings, SystemClock())
-    store.upsert_strategy(doc("BAD", engine="python", engine_class="tests.core.user_engines.Counter",
-                              params={"fail_start": True}, schedule={"mode": "always"}))
+    store.upsert_strategy(
+        doc(
+            "BAD",
+            engine="python",
+            engine_class="tests.core.user_engines.Counter",
+            params={"fail_start": True},
+            schedule={"mode": "always"},
+        )
+    )
     store.upsert_strategy(doc("GOOD", params={"bar_seconds": 0.01}, schedule={"mode": "always"}))
     orch.start()
     try:
@@ -185,8 +222,9 @@ def test_invalid_and_unrunnable_documents_are_reported_and_the_rest_run(settings
     store.upsert_strategy(doc("OK", params={"bar_seconds": 0.05}, schedule={"mode": "always"}))
     store.upsert_strategy(doc("NOENGINE", engine="ib", schedule={"mode": "always"}))
     store.upsert_strategy(doc("BADPARAM", params={"fast": "x"}, schedule={"mode": "always"}))
-    store.upsert_strategy(doc("BADCLASS", engine="python", engine_class="os.system",
-                              schedule={"mode": "always"}))
+    store.upsert_strategy(
+        doc("BADCLASS", engine="python", engine_class="os.system", schedule={"mode": "always"})
+    )
     orch.start()
     try:
         events.wait_for("u:OK:k", "started")

@@ -19,7 +19,10 @@ SYMBOLS = ("A", "B", "C")
 def spawn(env):
     return subprocess.Popen(
         [sys.executable, "-m", "strategy_manager.cli", "run", "--poll-interval", "0.1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -39,14 +42,25 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
     env = {**os.environ, "QSM_DATA_DIR": str(data), "QSM_SNAPSHOT_INTERVAL": "0.2"}
     store = open_store(Settings(data_dir=str(data)))
     for symbol in SYMBOLS:
-        store.upsert_strategy({"user_id": "u", "symbol": symbol, "strategy_key": "k", "engine": "demo",
-                               "params": {"bar_seconds": 0.01}, "schedule": {"mode": "always"}})
+        store.upsert_strategy(
+            {
+                "user_id": "u",
+                "symbol": symbol,
+                "strategy_key": "k",
+                "engine": "demo",
+                "params": {"bar_seconds": 0.01},
+                "schedule": {"mode": "always"},
+            }
+        )
     ids = [f"u:{s}:k" for s in SYMBOLS]
 
     first = spawn(env)
     try:
-        wait(lambda: all((s := store.latest_snapshot(i)) and s.seq >= 2 for i in ids), 30,
-             "snapshots from the first process")
+        wait(
+            lambda: all((s := store.latest_snapshot(i)) and s.seq >= 2 for i in ids),
+            30,
+            "snapshots from the first process",
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -55,11 +69,29 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
     second = spawn(env)
     try:
         t0 = time.monotonic()
-        status = wait(lambda: [r for r in store.read_status()
-                               if r.state == "RUNNING" and r.owner.endswith(f":{second.pid}")
-                               and r.strategy_id in ids], 20, "the restarted workers")
-        wait(lambda: len([r for r in store.read_status() if r.state == "RUNNING"
-                          and r.owner.endswith(f":{second.pid}")]) == len(ids), 20, "all workers")
+        status = wait(
+            lambda: [
+                r
+                for r in store.read_status()
+                if r.state == "RUNNING" and r.owner.endswith(f":{second.pid}") and r.strategy_id in ids
+            ],
+            20,
+            "the restarted workers",
+        )
+        wait(
+            lambda: (
+                len(
+                    [
+                        r
+                        for r in store.read_status()
+                        if r.state == "RUNNING" and r.owner.endswith(f":{second.pid}")
+                    ]
+                )
+                == len(ids)
+            ),
+            20,
+            "all workers",
+        )
         elapsed = time.monotonic() - t0
         assert status
         assert elapsed < 5
