@@ -161,7 +161,7 @@ def schedule(app: App, ident: str | None, count: int, at: str | None, as_json: b
         documents = [d for d in documents if _matches(d, ident)]
         if not documents:
             raise QsmError(f"strategy '{ident}' not found")
-    out = []
+    out: list[dict[str, Any]] = []
     for document in documents:
         try:
             spec = parse_strategy(document)
@@ -201,7 +201,7 @@ def _transitions(
 ) -> list[dict[str, str]]:
     if policy.mode == "always":
         return []
-    result = []
+    result: list[dict[str, str]] = []
     for w in lifecycle.calendars.windows(policy, now):
         for when, kind, why in (
             (w.start, "start", w.starts_at),

@@ -160,15 +160,15 @@ class MultiStrategyOrchestrator:
         threading.stack_size(THREAD_STACK_BYTES)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="qsm-hooks")
         self._stopping.clear()
+        self.lifecycle.calendars.calendar(self.settings.default_calendar)  # pays the import
+        anchor = getattr(self.clock, "anchor", None)
+        if anchor is not None:  # a simulated clock starts its day now that we are ready
+            anchor()
         try:
-            self.lifecycle.calendars.calendar(self.settings.default_calendar)  # pays the import
             self._dead_owners = dead_local_owners(r.owner for r in self.store.read_status())
             self._reconcile_if_changed(self.clock.now(), force=True)
         except StoreError as exc:
             log.error("store unavailable at start, retrying: %s", exc)
-        anchor = getattr(self.clock, "anchor", None)
-        if anchor is not None:  # a simulated clock starts its day now that we are ready
-            anchor()
         self._thread = threading.Thread(target=self._loop, name="qsm-orchestrator", daemon=True)
         self._thread.start()
 

@@ -307,7 +307,7 @@ def _coerce_bool(raw: Any, origin: str) -> bool:
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
     """Turn a JSON value or an environment string into the field's type, strictly."""
-    kind = _FIELDS[name].type
+    kind = str(_FIELDS[name].type)  # annotations are strings here
     text = isinstance(raw, str)
     try:
         if kind in ("int",):
