@@ -43,6 +43,7 @@ class App:
         return self._store
 
 
+
 pass_app = click.make_pass_decorator(App)
 
 

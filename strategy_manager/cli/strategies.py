@@ -294,6 +294,39 @@ def show(app: App, ident: str, limit: int, as_json: bool) -> None:
         click.echo(f"  seq {snap.seq:>6}  {snap.taken_at.isoformat()}  {size} bytes")
 
 
+@state.command()
+@click.argument("ident", metavar="ID")
+@click.option("--seq", type=int, required=True, help="The snapshot to bring back (see 'state show').")
+@pass_app
+def rollback(app: App, ident: str, seq: int) -> None:
+    """Make snapshot SEQ of strategy ID the latest again, as a new snapshot.
+
+    History is kept: the old state is copied under a new sequence number, and the
+    strategy restores it on its next start. A running strategy would overwrite it
+    with its next snapshot, so disable it first.
+    """
+    from strategy_manager.core.clock import SystemClock
+    from strategy_manager.core.store import SnapshotWrite
+
+    store = app.store()
+    document = store.get_strategy(ident)
+    strategy_id = ":".join(natural_key(document)) if document is not None else ident
+    status = next((r for r in store.read_status() if r.strategy_id == strategy_id), None)
+    if status is not None and status.state in ("RUNNING", "STARTING", "PAUSED"):
+        raise StoreError(
+            f"strategy {strategy_id}: is {status.state}; disable it first "
+            f"(strategy-manager strategies disable {strategy_id}), roll back, then enable it"
+        )
+    found = next((s for s in store.snapshot_history(strategy_id, limit=10_000) if s.seq == seq), None)
+    if found is None:
+        raise StoreError(f"strategy {strategy_id}: no snapshot with seq {seq} is kept")
+    (new_seq,) = store.save_snapshots(
+        [SnapshotWrite(strategy_id, found.engine, found.state, SystemClock().now())]
+    )
+    click.echo(f"strategy {strategy_id}: snapshot {seq} copied as {new_seq}; "
+               "it is restored on the next start")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(strategies)
     cli.add_command(state)

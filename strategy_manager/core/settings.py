@@ -71,7 +71,11 @@ class Settings:
     )
     enable: Mapping[str, bool] = field(
         factory=dict,
-        metadata=_meta(None, "per-engine switches; ENABLE_<ENGINE>=true|false in env or .env"),
+        metadata=_meta(
+            None,
+            "per-engine switches: ENABLE_<ENGINE>=true or false (env, .env), "
+            "enable_<engine> or an enable object (production.json)",
+        ),
     )
     import_paths: tuple[str, ...] = field(
         default=(),
@@ -112,7 +116,7 @@ class Settings:
     )
     calendar_end_policy: str = field(
         default="weekdays",
-        metadata=_meta("QSM_CALENDAR_END_POLICY", "past a calendar's last session: weekdays|stop"),
+        metadata=_meta("QSM_CALENDAR_END_POLICY", "past a calendar's last session: weekdays or stop"),
     )
     holidays: Mapping[str, tuple[str, ...]] = field(
         factory=dict,
