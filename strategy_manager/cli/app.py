@@ -43,7 +43,6 @@ class App:
         return self._store
 
 
-
 pass_app = click.make_pass_decorator(App)
 
 

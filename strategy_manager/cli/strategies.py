@@ -323,8 +323,9 @@ def rollback(app: App, ident: str, seq: int) -> None:
     (new_seq,) = store.save_snapshots(
         [SnapshotWrite(strategy_id, found.engine, found.state, SystemClock().now())]
     )
-    click.echo(f"strategy {strategy_id}: snapshot {seq} copied as {new_seq}; "
-               "it is restored on the next start")
+    click.echo(
+        f"strategy {strategy_id}: snapshot {seq} copied as {new_seq}; it is restored on the next start"
+    )
 
 
 def register(cli: click.Group) -> None:

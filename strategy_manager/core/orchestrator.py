@@ -302,8 +302,9 @@ class MultiStrategyOrchestrator:
         without a snapshot: the new owner's state wins.
         """
         wanted = [s.id for s in self.slots.values() if s.spec is not None and s.spec.enabled]
-        held = self.store.claim(wanted, self.owner, self.wall.now(), self.settings.lease_seconds,
-                                steal_from=self._dead_owners)
+        held = self.store.claim(
+            wanted, self.owner, self.wall.now(), self.settings.lease_seconds, steal_from=self._dead_owners
+        )
         for slot in self.slots.values():
             slot.lease = held.get(slot.id)
             if slot.lease is not None or slot.spec is None or not slot.spec.enabled:
