@@ -1,7 +1,9 @@
 # The only commands a newcomer needs: `make demo` and `make test`.
 # Both create .venv with Python 3.13 and install the three distributions into it.
 
-PYTHON ?= $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+# The first Python 3.13 that actually runs (a pyenv shim may exist and still fail).
+PYTHON ?= $(shell for p in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null); do \
+  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -11,7 +13,7 @@ SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
-	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6h
+	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6.5h
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

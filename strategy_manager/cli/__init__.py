@@ -49,10 +49,12 @@ def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from strategy_manager.cli import engines, run
+    from strategy_manager.cli import config, engines, run, strategies
 
     cli.add_command(engines.engines)
     run.register(cli)
+    config.register(cli)
+    strategies.register(cli)
 
 
 _attach()

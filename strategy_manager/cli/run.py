@@ -76,8 +76,11 @@ def run(
     clock = make_clock(clock_kind, start, speed)
     seconds = parse_duration(duration) if duration else None
 
+    # Simulated runs speak in the time zone their start was given in.
+    zone = parse_instant(start).tzinfo if clock_kind == "sim" and start else None
+
     def show(kind: str, ident: str, detail: str) -> None:
-        stamp = clock.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        stamp = clock.now().astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"{stamp}  {kind:<9} {ident}  {detail}")
 
     store = app.store()
@@ -158,7 +161,7 @@ def schedule(app: App, ident: str | None, count: int, at: str | None, as_json: b
         documents = [d for d in documents if _matches(d, ident)]
         if not documents:
             raise QsmError(f"strategy '{ident}' not found")
-    out = []
+    out: list[dict[str, Any]] = []
     for document in documents:
         try:
             spec = parse_strategy(document)
@@ -198,7 +201,7 @@ def _transitions(
 ) -> list[dict[str, str]]:
     if policy.mode == "always":
         return []
-    result = []
+    result: list[dict[str, str]] = []
     for w in lifecycle.calendars.windows(policy, now):
         for when, kind, why in (
             (w.start, "start", w.starts_at),

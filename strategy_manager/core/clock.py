@@ -53,6 +53,11 @@ class SimClock:
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
 
+    def anchor(self) -> None:
+        """Make ``now()`` equal ``start`` again: the simulated day begins when its
+        user is ready (calendars built, documents read), not when the clock was made."""
+        self._t0 = time.monotonic()
+
     def wait(self, event: threading.Event, seconds: float) -> bool:
         return event.wait(max(0.0, seconds) / self.speed)
 

@@ -19,7 +19,8 @@ class LifecycleManager:
     def __init__(self, settings: Settings, calendars: Calendars | None = None) -> None:
         self.settings = settings
         self.calendars = calendars or Calendars(settings.calendar_end_policy, settings.holidays)
-        self._phases: dict[Policy, Phase] = {}
+        #: policy -> (when computed, phase): valid from then until the phase's end
+        self._phases: dict[Policy, tuple[datetime, Phase]] = {}
 
     def calendar_for(self, spec: StrategySpec) -> str:
         """The document's calendar, else the one its symbol suffix maps to, else the default."""
@@ -49,10 +50,13 @@ class LifecycleManager:
     def phase(self, policy: Policy, now: datetime) -> Phase:
         """The policy's phase at ``now``; recomputed only once its transition has passed."""
         cached = self._phases.get(policy)
-        if cached is None or (cached.until is not None and now >= cached.until):
-            cached = self.calendars.phase(policy, now)
-            self._phases[policy] = cached
-        return cached
+        if cached is not None:
+            since, phase = cached
+            if since <= now and (phase.until is None or now < phase.until):
+                return phase
+        phase = self.calendars.phase(policy, now)
+        self._phases[policy] = (now, phase)
+        return phase
 
     def next_transition(self, policies: Iterable[Policy], now: datetime) -> datetime | None:
         times = [p.until for p in (self.phase(x, now) for x in set(policies)) if p.until]

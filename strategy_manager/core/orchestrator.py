@@ -20,12 +20,13 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 from attrs import define, field
 
 from strategy_manager.core.classloader import ClassLoader
@@ -108,6 +109,8 @@ class MultiStrategyOrchestrator:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._force = False
+        #: Owners on this host whose process is gone: their leases need not expire.
+        self._dead_owners: frozenset[str] = frozenset()
         self._seen_token: Hashable = object()
         self._dirty: set[str] = set()
         self.reconciles = 0
@@ -146,17 +149,26 @@ class MultiStrategyOrchestrator:
 
     def list_workers(self) -> list[dict[str, Any]]:
         return [
-            self._status(slot).__dict__ | {"starts": slot.starts}
+            attrs.asdict(self._status(slot), recurse=False) | {"starts": slot.starts}
             for slot in sorted(self.slots.values(), key=lambda s: s.id)
         ]
 
     def start(self) -> None:
-        """Run the control loop on a background thread."""
+        """Read the documents once, then run the control loop on a background thread."""
         if self._thread is not None:
             return
         threading.stack_size(THREAD_STACK_BYTES)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="qsm-hooks")
         self._stopping.clear()
+        self.lifecycle.calendars.calendar(self.settings.default_calendar)  # pays the import
+        anchor = getattr(self.clock, "anchor", None)
+        if anchor is not None:  # a simulated clock starts its day now that we are ready
+            anchor()
+        try:
+            self._dead_owners = dead_local_owners(r.owner for r in self.store.read_status())
+            self._reconcile_if_changed(self.clock.now(), force=True)
+        except StoreError as exc:
+            log.error("store unavailable at start, retrying: %s", exc)
         self._thread = threading.Thread(target=self._loop, name="qsm-orchestrator", daemon=True)
         self._thread.start()
 
@@ -290,7 +302,9 @@ class MultiStrategyOrchestrator:
         without a snapshot: the new owner's state wins.
         """
         wanted = [s.id for s in self.slots.values() if s.spec is not None and s.spec.enabled]
-        held = self.store.claim(wanted, self.owner, self.wall.now(), self.settings.lease_seconds)
+        held = self.store.claim(
+            wanted, self.owner, self.wall.now(), self.settings.lease_seconds, steal_from=self._dead_owners
+        )
         for slot in self.slots.values():
             slot.lease = held.get(slot.id)
             if slot.lease is not None or slot.spec is None or not slot.spec.enabled:
@@ -357,7 +371,7 @@ class MultiStrategyOrchestrator:
             slot.state = WorkerState.WAITING
         self._dirty.add(slot.id)
         if spec is None:
-            self._block(slot, problem or "invalid document")
+            self._block(slot, _without_prefix(problem or "invalid document", slot.id))
             return
         slot.engine = spec.engine
         if not spec.enabled:
@@ -371,7 +385,7 @@ class MultiStrategyOrchestrator:
             policy = self.lifecycle.policy_for(spec)
             self.lifecycle.phase(policy, now)
         except QsmError as exc:
-            self._block(slot, f"{spec.id}: {exc}" if not str(exc).startswith(spec.id) else str(exc))
+            self._block(slot, _without_prefix(str(exc), spec.id))
             return
         fingerprint = spec.runtime_fingerprint()
         if slot.worker is not None and fingerprint != slot.fingerprint:
@@ -639,7 +653,7 @@ class MultiStrategyOrchestrator:
         stops = []
         for slot in self.slots.values():
             worker = slot.worker
-            if worker is not None and worker.state is not WorkerState.STOPPED:
+            if worker is not None and worker.engine is not None:
                 stops.append(threading.Thread(target=worker.stop, kwargs={"save_state": False}, daemon=True))
                 slot.state = WorkerState.STOPPED
         for t in stops:
@@ -658,6 +672,28 @@ class MultiStrategyOrchestrator:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def dead_local_owners(owners: Iterable[str | None]) -> frozenset[str]:
+    """Owners ``host:pid`` on this host whose process no longer exists."""
+    host = socket.gethostname()
+    dead = set()
+    for owner in set(owners):
+        name, _, pid = (owner or "").rpartition(":")
+        if name != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.add(owner)
+        except PermissionError:  # alive, someone else's
+            pass
+    return frozenset(o for o in dead if o)
+
+
+def _without_prefix(message: str, ident: str) -> str:
+    """Messages name their strategy; a status line about that strategy need not."""
+    return message[len(ident) + 2 :] if message.startswith(f"{ident}: ") else message
 
 
 def _pending(slot: Slot) -> bool:

@@ -57,6 +57,10 @@ class Settings:
         default="strategy_status",
         metadata=_meta("QSM_STATUS_COLLECTION", "runtime status per strategy"),
     )
+    leases_collection: str = field(
+        default="strategy_leases",
+        metadata=_meta("QSM_LEASES_COLLECTION", "ownership leases and snapshot sequence per strategy"),
+    )
     data_dir: str = field(
         default=".qsm",
         metadata=_meta("QSM_DATA_DIR", "embedded store file and engines' private folders"),
@@ -67,7 +71,11 @@ class Settings:
     )
     enable: Mapping[str, bool] = field(
         factory=dict,
-        metadata=_meta(None, "per-engine switches; ENABLE_<ENGINE>=true|false in env or .env"),
+        metadata=_meta(
+            None,
+            "per-engine switches: ENABLE_<ENGINE>=true or false (env, .env), "
+            "enable_<engine> or an enable object (production.json)",
+        ),
     )
     import_paths: tuple[str, ...] = field(
         default=(),
@@ -108,7 +116,7 @@ class Settings:
     )
     calendar_end_policy: str = field(
         default="weekdays",
-        metadata=_meta("QSM_CALENDAR_END_POLICY", "past a calendar's last session: weekdays|stop"),
+        metadata=_meta("QSM_CALENDAR_END_POLICY", "past a calendar's last session: weekdays or stop"),
     )
     holidays: Mapping[str, tuple[str, ...]] = field(
         factory=dict,
@@ -161,6 +169,8 @@ class LoadedSettings:
     config_dir: Path
     #: file name -> found (True) or missing (False)
     files: Mapping[str, bool]
+    #: how the config directory was chosen: "--config-dir", "QSM_CONFIG_DIR" or "default"
+    config_dir_source: str = "default"
 
 
 _FIELDS = {f.name: f for f in attrs.fields(Settings)}
@@ -229,6 +239,11 @@ def load_settings(
         sources=sources,
         config_dir=directory,
         files={"production.json": json_path.is_file(), ".env": env_path.is_file()},
+        config_dir_source="--config-dir"
+        if config_dir
+        else "QSM_CONFIG_DIR"
+        if environ.get("QSM_CONFIG_DIR")
+        else "default",
     )
 
 
@@ -275,7 +290,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             line = binding.original.line
-            raise ConfigError(f"{path}: line {line}: cannot parse {binding.original.string.strip()!r}")
+            text = binding.original.string.strip()
+            # Never echo a value: the line may hold a password.
+            shown = text.split("=", 1)[0][:40] + "=..." if "=" in text else text[:20]
+            raise ConfigError(f"{path}: line {line}: cannot parse {shown!r}")
         if binding.key is not None and binding.value is not None:
             result[binding.key] = binding.value
     return result
@@ -293,7 +311,7 @@ def _coerce_bool(raw: Any, origin: str) -> bool:
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
     """Turn a JSON value or an environment string into the field's type, strictly."""
-    kind = _FIELDS[name].type
+    kind = str(_FIELDS[name].type)  # annotations are strings here
     text = isinstance(raw, str)
     try:
         if kind in ("int",):

@@ -207,7 +207,8 @@ def _check_plain(value: Any, name: str, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidStrategy(f"{name}: key {_short(key)} under '{_where(path)}' is not a string")
-            if depth > 0 and (key.startswith("$") or "." in key or "\x00" in key):
+            # At the top level too: MongoDB would read 'a.b' in an update as a path.
+            if key.startswith("$") or "." in key or "\x00" in key:
                 raise InvalidStrategy(
                     f"{name}: key {_short(key)} under '{_where(path)}' may not start with '$' or contain '.'"
                 )
@@ -221,5 +222,7 @@ def _check_plain(value: Any, name: str, path: str, depth: int) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidStrategy(f"{name}: '{_where(path)}' is not valid UTF-8 text") from None
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise InvalidStrategy(f"{name}: '{_where(path)}' is an integer beyond 64 bits (BSON limit)")
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidStrategy(f"{name}: '{_where(path)}' is {value}, which JSON cannot hold")

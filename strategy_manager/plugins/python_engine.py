@@ -47,12 +47,13 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> _Engine:
     cls = context.load_class(spec.engine_class)
     if not isinstance(cls, type):
         raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} is not a class")
+    make: Any = cls  # user classes take their own constructor arguments
     if issubclass(cls, StrategyWorker):
-        return _Engine(cls(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec), True)
+        return _Engine(make(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec), True)
     missing = [m for m in ("start", "stop") if not callable(getattr(cls, m, None))]
     if missing:
         raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} lacks {', '.join(missing)}()")
-    return _Engine(cls(spec.symbol, dict(spec.params)), False)
+    return _Engine(make(spec.symbol, dict(spec.params)), False)
 
 
 @hookimpl

@@ -16,7 +16,7 @@ or its document ``_id``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -109,21 +109,30 @@ class Store(Protocol):
         """Write many snapshots in one round; return their sequence numbers.
 
         Raises SnapshotError naming the strategy and key for a state that cannot be
-        encoded; the others in the batch are still written.
+        encoded, or for a write whose ``lease`` is no longer current; the others in the
+        batch are still written (``SnapshotBatchError.seqs`` has their numbers).
         """
         ...
 
     def latest_snapshot(self, strategy_id: str) -> Snapshot | None: ...
 
-    def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]: ...
+    def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]:
+        """The kept snapshots, newest first."""
+        ...
 
     # -- ownership ----------------------------------------------------------
     def claim(
-        self, strategy_ids: Sequence[str], owner: str, now: datetime, seconds: float
+        self,
+        strategy_ids: Sequence[str],
+        owner: str,
+        now: datetime,
+        seconds: float,
+        steal_from: Collection[str] = (),
     ) -> dict[str, Lease]:
         """Take or renew, atomically per strategy, the lease of each id that is free,
-        expired or already ``owner``'s. Returns the leases ``owner`` now holds.
-        Taking a lease from someone else (expired) increments its epoch."""
+        expired, already ``owner``'s, or held by one of ``steal_from`` (owners known
+        to be dead, such as a killed process on this host). Returns the leases
+        ``owner`` now holds. Taking a lease from someone else increments its epoch."""
         ...
 
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:

@@ -1,0 +1,119 @@
+"""``strategy-manager config``: where each setting comes from, and which store is in use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import click
+
+from strategy_manager.cli.app import App, emit_json, pass_app
+from strategy_manager.core.settings import LoadedSettings, Settings, masked
+from strategy_manager.core.store import describe_location
+
+SOURCE_NAMES = {
+    "env": "environment",
+    ".env": ".env",
+    "production.json": "production.json",
+    "default": "default",
+}
+
+
+def store_choice(loaded: LoadedSettings) -> dict[str, str]:
+    """Which store the settings select, where it is, and why; never opens it."""
+    settings, source = loaded.settings, loaded.sources["mongo_uri"]
+    where = _source_text(loaded, source)
+    if settings.mongo_uri:
+        return {
+            "kind": "mongodb",
+            "location": describe_location(settings),
+            "reason": f"MONGO_URI from {where}",
+            "text": f"MongoDB at {describe_location(settings)} (MONGO_URI from {where})",
+        }
+    reason = "no MONGO_URI at any level" if source == "default" else f"MONGO_URI is empty in {where}"
+    return {
+        "kind": "embedded",
+        "location": describe_location(settings),
+        "reason": reason,
+        "text": f"embedded SQLite at {describe_location(settings)} ({reason})",
+    }
+
+
+def _source_text(loaded: LoadedSettings, source: str) -> str:
+    if source in (".env", "production.json"):
+        return str(loaded.config_dir / source)
+    return SOURCE_NAMES.get(source, source)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _rows(loaded: LoadedSettings, show: bool) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for f in attrs.fields(Settings):
+        row: dict[str, Any] = {
+            "source": loaded.sources[f.name],
+            "variable": f.metadata.get("env") or "ENABLE_<ENGINE>",
+            "doc": f.metadata.get("doc", ""),
+        }
+        if show:
+            row["value"] = _plain(masked(f.name, getattr(loaded.settings, f.name)))
+        rows[f.name] = row
+    return rows
+
+
+@click.command()
+@click.option("--show", is_flag=True, help="Also print each value (secrets masked).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def config(app: App, show: bool, as_json: bool) -> None:
+    """Where each setting comes from (env / .env / production.json / default) and the store in use.
+
+    Precedence, highest first: environment variables, config/.env, config/production.json,
+    built-in defaults. The config directory is --config-dir, else $QSM_CONFIG_DIR, else ./config.
+    """
+    loaded = app.loaded
+    files = {
+        name: {"path": str(loaded.config_dir / name), "found": found} for name, found in loaded.files.items()
+    }
+    store = store_choice(loaded)
+    rows = _rows(loaded, show)
+    if as_json:
+        emit_json(
+            {
+                "config_dir": str(loaded.config_dir),
+                "config_dir_source": loaded.config_dir_source,
+                "files": files,
+                "store": {k: v for k, v in store.items() if k != "text"},
+                "settings": rows,
+            }
+        )
+        return
+    click.echo(f"config directory: {loaded.config_dir}  (from {loaded.config_dir_source})")
+    for name, info in files.items():
+        click.echo(f"  {name:<16} {'found' if info['found'] else 'missing':<8} {info['path']}")
+    click.echo(f"store: {store['text']}")
+    click.echo("")
+    header = f"{'SETTING':<24} {'SOURCE':<16} {'VARIABLE':<26}"
+    click.echo((header + (" VALUE" if show else "")).rstrip())
+    for name, row in rows.items():
+        line = f"{name:<24} {row['source']:<16} {row['variable']:<26}"
+        if show:
+            value = row["value"]
+            line += " " + ("-" if value is None else str(value) if isinstance(value, str) else _json(value))
+        click.echo(line.rstrip())
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(config)

@@ -1,0 +1,178 @@
+"""What both stores share: idents, time precision, snapshot state checks, document JSON.
+
+Times are kept to the millisecond in both stores (BSON dates hold milliseconds), so a
+value reads back equal from either one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from bson import json_util
+from bson.json_util import JSONMode, JSONOptions
+
+from strategy_manager.core.errors import SnapshotError, StoreError
+from strategy_manager.core.spec import describe
+from strategy_manager.core.store.protocol import StatusRecord
+
+NATURAL_KEY = ("user_id", "symbol", "strategy_key")
+INT64 = 2**63
+#: Relaxed MongoDB Extended JSON: plain JSON for plain values, ``{"$date": ...}`` and
+#: ``{"$oid": ...}`` for the BSON types a document written straight into MongoDB may hold.
+DOCUMENT_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True, tzinfo=UTC)
+#: Released leases expire at this instant: anyone may take them at once.
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SnapshotBatchError(SnapshotError):
+    """Some writes of a batch were refused; the others were written.
+
+    ``seqs`` holds, in the order of the batch, each written sequence number or None
+    where that write was refused; the message names every refused strategy.
+    """
+
+    def __init__(self, failures: Sequence[str], seqs: Sequence[int | None]) -> None:
+        super().__init__("; ".join(failures))
+        self.failures = list(failures)
+        self.seqs = list(seqs)
+
+
+def split_ident(ident: str) -> tuple[str, str, str] | None:
+    """``user:symbol:key`` -> its three parts (the symbol may hold ':'), else None."""
+    user, sep, rest = ident.partition(":")
+    symbol, sep2, key = rest.rpartition(":")
+    if not (sep and sep2 and user and symbol and key):
+        return None
+    return user, symbol, key
+
+
+def natural_key(document: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The document's ``(user_id, symbol, strategy_key)``; StoreError if it has none."""
+    parts = [document.get(k) for k in NATURAL_KEY]
+    if not all(isinstance(p, str) and p for p in parts):
+        raise StoreError(
+            f"{describe(document)}: cannot store a document without string user_id, symbol and strategy_key"
+        )
+    return parts[0], parts[1], parts[2]  # type: ignore[return-value]
+
+
+def check_field_names(document: Mapping[str, Any]) -> None:
+    """StoreError unless every top-level field name can be stored as it is in MongoDB."""
+    for key in document:
+        if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+            raise StoreError(
+                f"{describe(document)}: field name {key!r} cannot be stored "
+                "(not text, or a leading '$', a '.' or a NUL)"
+            )
+
+
+def to_ms(when: datetime) -> datetime:
+    """Aware UTC, truncated to the millisecond."""
+    if when.tzinfo is None:
+        raise ValueError(f"naive datetime {when.isoformat()}: times must be timezone-aware")
+    when = when.astimezone(UTC)
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def iso(when: datetime) -> str:
+    """Fixed-width UTC text that sorts as time does."""
+    return to_ms(when).isoformat(timespec="milliseconds")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def check_state(strategy_id: str, state: Any) -> None:
+    """SnapshotError naming the strategy and key path unless ``state`` is plain JSON data.
+
+    Plain data: objects with string keys (not starting with '$', no NUL), lists,
+    strings, booleans, None, integers that fit in 64 bits and floats. Tuples count as
+    lists. What passes is stored and read back unchanged by both stores.
+    """
+    if not isinstance(state, dict):
+        raise SnapshotError(f"{strategy_id}: snapshot state must be an object, got {type(state).__name__}")
+    try:
+        problem = _first_problem(state, "")
+    except RecursionError:
+        raise SnapshotError(f"{strategy_id}: snapshot state is nested too deeply") from None
+    if problem is not None:
+        path, reason = problem
+        raise SnapshotError(f"{strategy_id}: snapshot state key '{path or '.'}' {reason}")
+
+
+def _first_problem(value: Any, path: str) -> tuple[str, str] | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return path, f"has a non-string key {key!r}"
+            where = f"{path}.{key}" if path else key
+            if key.startswith("$") or "\x00" in key:
+                return where, "is not a storable key (no leading '$', no NUL)"
+            found = _first_problem(item, where)
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _first_problem(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if value is None or isinstance(value, bool | float):
+        return None
+    if isinstance(value, int):
+        return None if -INT64 <= value < INT64 else (path, "holds an integer beyond 64 bits")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path, "holds text that is not valid UTF-8"
+        return None
+    return path, f"holds a {type(value).__name__}, which is not JSON data"
+
+
+def dump_state(state: dict[str, Any]) -> str:
+    return json.dumps(state, ensure_ascii=False, allow_nan=True)
+
+
+def load_state(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise SnapshotError("stored snapshot state is not an object")
+    return value
+
+
+def dump_document(document: Mapping[str, Any]) -> str:
+    """A strategy document as (relaxed extended) JSON text, key order kept."""
+    return json_util.dumps(document, ensure_ascii=False, json_options=DOCUMENT_JSON)
+
+
+def load_document(text: str) -> dict[str, Any]:
+    value = json_util.loads(text, json_options=DOCUMENT_JSON)
+    if not isinstance(value, dict):
+        raise StoreError("stored strategy document is not an object")
+    return value
+
+
+def status_to_document(record: StatusRecord) -> dict[str, Any]:
+    """A status record as a document; ``details`` coerced to plain JSON data."""
+    doc = attrs.asdict(record, recurse=False)
+    doc["details"] = json.loads(json.dumps(record.details, default=str))
+    for name in ("heartbeat", "next_transition_at"):
+        if doc[name] is not None:
+            doc[name] = to_ms(doc[name])
+    return doc
+
+
+def status_from_document(doc: Mapping[str, Any]) -> StatusRecord:
+    known = {f.name for f in attrs.fields(StatusRecord)}
+    values = {k: v for k, v in doc.items() if k in known}
+    for name in ("heartbeat", "next_transition_at"):
+        if isinstance(values.get(name), datetime):
+            values[name] = values[name].astimezone(UTC)
+    return StatusRecord(**values)

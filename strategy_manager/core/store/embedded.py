@@ -1,0 +1,388 @@
+"""The embedded store: one SQLite file (standard library), WAL mode, documents as JSON.
+
+Used when no ``MONGO_URI`` is configured at any level. Two processes on one machine
+may share the file: every write is a ``BEGIN IMMEDIATE`` transaction (one writer at a
+time, the others wait up to the busy timeout) and WAL lets readers go on meanwhile.
+Within a process one connection serves every thread, behind a lock.
+
+Tables are named after the configured collections. A trigger counts every change to
+the strategies table, so :meth:`EmbeddedStore.change_token` is one indexed read and
+also sees edits made by another process or by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Collection, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from strategy_manager.core.clock import Clock, SystemClock
+from strategy_manager.core.errors import SnapshotError, StoreError
+from strategy_manager.core.settings import Settings
+from strategy_manager.core.spec import describe
+from strategy_manager.core.store import codec, describe_location
+from strategy_manager.core.store.protocol import (
+    Lease,
+    Snapshot,
+    SnapshotWrite,
+    StatusRecord,
+    UpsertResult,
+)
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class EmbeddedStore:
+    kind = "embedded"
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.path = Path(settings.embedded_path)
+        self.location = describe_location(settings)
+        self.clock = clock or SystemClock()
+        self.history = max(1, settings.snapshot_history)
+        self._t = {
+            "strategies": _quote(settings.strategies_collection),
+            "snapshots": _quote(settings.snapshots_collection),
+            "status": _quote(settings.status_collection),
+            "leases": _quote(settings.leases_collection),
+            "changes": _quote(settings.strategies_collection + "_changes"),
+        }
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._create_schema()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"embedded store {self.location}: cannot open: {exc}") from None
+
+    def _create_schema(self) -> None:
+        t = self._t
+        with self._lock, self._errors():  # executescript commits first: BEGIN goes inside
+            self._conn.executescript(
+                f"""
+                BEGIN IMMEDIATE;
+                CREATE TABLE IF NOT EXISTS {t["strategies"]} (
+                    id TEXT PRIMARY KEY,
+                    user_id TEXT NOT NULL,
+                    symbol TEXT NOT NULL,
+                    strategy_key TEXT NOT NULL,
+                    document TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                );
+                CREATE UNIQUE INDEX IF NOT EXISTS {_quote(t["strategies"][1:-1] + "_natural_key")}
+                    ON {t["strategies"]} (user_id, symbol, strategy_key);
+                CREATE TABLE IF NOT EXISTS {t["changes"]} (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    counter INTEGER NOT NULL
+                );
+                INSERT OR IGNORE INTO {t["changes"]} VALUES (1, 0);
+                CREATE TRIGGER IF NOT EXISTS {_quote(t["strategies"][1:-1] + "_inserted")}
+                    AFTER INSERT ON {t["strategies"]}
+                    BEGIN UPDATE {t["changes"]} SET counter = counter + 1; END;
+                CREATE TRIGGER IF NOT EXISTS {_quote(t["strategies"][1:-1] + "_updated")}
+                    AFTER UPDATE ON {t["strategies"]}
+                    BEGIN UPDATE {t["changes"]} SET counter = counter + 1; END;
+                CREATE TRIGGER IF NOT EXISTS {_quote(t["strategies"][1:-1] + "_deleted")}
+                    AFTER DELETE ON {t["strategies"]}
+                    BEGIN UPDATE {t["changes"]} SET counter = counter + 1; END;
+                CREATE TABLE IF NOT EXISTS {t["snapshots"]} (
+                    strategy_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    taken_at TEXT NOT NULL,
+                    engine TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    PRIMARY KEY (strategy_id, seq)
+                );
+                CREATE TABLE IF NOT EXISTS {t["status"]} (
+                    strategy_id TEXT PRIMARY KEY,
+                    record TEXT NOT NULL
+                );
+                CREATE TABLE IF NOT EXISTS {t["leases"]} (
+                    strategy_id TEXT PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    expires_at TEXT NOT NULL
+                );
+                COMMIT;
+                """
+            )
+
+    # -- transactions --------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed whole or rolled back whole."""
+        with self._lock, self._errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            yield self._conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"embedded store {self.location}: {exc}") from None
+
+    # -- strategy documents ----------------------------------------------------------
+    def _row_document(self, row: tuple[str, str]) -> dict[str, Any]:
+        return {"_id": row[0], **codec.load_document(row[1])}
+
+    def _find(self, db: sqlite3.Connection, ident: str) -> tuple[str, str] | None:
+        parts = codec.split_ident(ident)
+        t = self._t["strategies"]
+        if parts is not None:
+            row = db.execute(
+                f"SELECT id, document FROM {t} WHERE user_id = ? AND symbol = ? AND strategy_key = ?",
+                parts,
+            ).fetchone()
+            if row is not None:
+                return row
+        return db.execute(f"SELECT id, document FROM {t} WHERE id = ?", (ident,)).fetchone()
+
+    def list_strategies(self) -> list[dict[str, Any]]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT id, document FROM {self._t['strategies']} ORDER BY user_id, symbol, strategy_key"
+            ).fetchall()
+        return [self._row_document(r) for r in rows]
+
+    def get_strategy(self, ident: str) -> dict[str, Any] | None:
+        with self._read() as db:
+            row = self._find(db, ident)
+        return None if row is None else self._row_document(row)
+
+    def upsert_strategy(self, document: dict[str, Any]) -> UpsertResult:
+        doc = dict(document)
+        given_id = doc.pop("_id", None)
+        key = codec.natural_key(doc)
+        codec.check_field_names(doc)
+        now = codec.to_ms(self.clock.now())
+        ident = ":".join(key)
+        t = self._t["strategies"]
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT id, document FROM {t} WHERE user_id = ? AND symbol = ? AND strategy_key = ?",
+                key,
+            ).fetchone()
+            if row is not None:
+                merged = {**codec.load_document(row[1]), **doc, "updated_at": now}
+                db.execute(
+                    f"UPDATE {t} SET document = ?, updated_at = ? WHERE id = ?",
+                    (self._encode(merged), codec.iso(now), row[0]),
+                )
+                return UpsertResult(ident=ident, inserted=False)
+            new_id = str(given_id) if given_id is not None else secrets.token_hex(12)
+            if db.execute(f"SELECT 1 FROM {t} WHERE id = ?", (new_id,)).fetchone():
+                raise StoreError(f"{ident}: _id {new_id} already belongs to another document")
+            db.execute(
+                f"INSERT INTO {t} (id, user_id, symbol, strategy_key, document, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (new_id, *key, self._encode({**doc, "updated_at": now}), codec.iso(now)),
+            )
+        return UpsertResult(ident=ident, inserted=True)
+
+    def _encode(self, document: dict[str, Any]) -> str:
+        try:
+            return codec.dump_document(document)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{describe(document)}: cannot encode the document: {exc}") from None
+
+    def update_strategy(self, ident: str, changes: dict[str, Any]) -> dict[str, Any]:
+        if "_id" in changes:
+            raise StoreError(f"strategy {ident}: _id cannot be changed")
+        codec.check_field_names(changes)
+        now = codec.to_ms(self.clock.now())
+        t = self._t["strategies"]
+        with self._write() as db:
+            row = self._find(db, ident)
+            if row is None:
+                raise StoreError(f"strategy {ident}: not found")
+            merged = {**codec.load_document(row[1]), **changes, "updated_at": now}
+            key = codec.natural_key(merged)
+            clash = db.execute(
+                f"SELECT id FROM {t} WHERE user_id = ? AND symbol = ? AND strategy_key = ? AND id != ?",
+                (*key, row[0]),
+            ).fetchone()
+            if clash is not None:
+                raise StoreError(f"strategy {ident}: {':'.join(key)} already exists")
+            db.execute(
+                f"UPDATE {t} SET user_id = ?, symbol = ?, strategy_key = ?, document = ?, "
+                "updated_at = ? WHERE id = ?",
+                (*key, self._encode(merged), codec.iso(now), row[0]),
+            )
+        return {"_id": row[0], **merged}
+
+    def remove_strategy(self, ident: str) -> bool:
+        with self._write() as db:
+            row = self._find(db, ident)
+            if row is None:
+                return False
+            db.execute(f"DELETE FROM {self._t['strategies']} WHERE id = ?", (row[0],))
+        return True
+
+    def change_token(self) -> Hashable:
+        with self._read() as db:
+            return db.execute(f"SELECT counter FROM {self._t['changes']}").fetchone()[0]
+
+    def watch(self) -> Iterator[None] | None:
+        return None  # SQLite cannot notify another process: callers poll change_token()
+
+    # -- snapshots -----------------------------------------------------------------
+    def save_snapshots(self, writes: Sequence[SnapshotWrite]) -> list[int]:
+        seqs: list[int | None] = [None] * len(writes)
+        failures: dict[int, str] = {}
+        encoded: dict[int, str] = {}
+        for i, w in enumerate(writes):
+            try:
+                codec.check_state(w.strategy_id, w.state)
+                encoded[i] = codec.dump_state(w.state)
+            except SnapshotError as exc:
+                failures[i] = str(exc)
+        t = self._t["snapshots"]
+        with self._write() as db:
+            for i, text in encoded.items():
+                w = writes[i]
+                if w.lease is not None:
+                    refused = self._fence(db, w.strategy_id, w.lease)
+                    if refused:
+                        failures[i] = refused
+                        continue
+                (last,) = db.execute(
+                    f"SELECT max(seq) FROM {t} WHERE strategy_id = ?", (w.strategy_id,)
+                ).fetchone()
+                seq = (last or 0) + 1
+                db.execute(
+                    f"INSERT INTO {t} (strategy_id, seq, taken_at, engine, state) VALUES (?, ?, ?, ?, ?)",
+                    (w.strategy_id, seq, codec.iso(w.taken_at), w.engine, text),
+                )
+                db.execute(
+                    f"DELETE FROM {t} WHERE strategy_id = ? AND seq <= ?",
+                    (w.strategy_id, seq - self.history),
+                )
+                seqs[i] = seq
+        if failures:
+            raise codec.SnapshotBatchError([failures[i] for i in sorted(failures)], seqs)
+        return [s for s in seqs if s is not None]
+
+    def _fence(self, db: sqlite3.Connection, strategy_id: str, lease: tuple[str, int]) -> str | None:
+        row = db.execute(
+            f"SELECT owner, epoch FROM {self._t['leases']} WHERE strategy_id = ?", (strategy_id,)
+        ).fetchone()
+        if row is not None and (row[0], row[1]) == tuple(lease):
+            return None
+        holder = f"held by {row[0]} at epoch {row[1]}" if row else "no lease exists"
+        return (
+            f"{strategy_id}: snapshot refused: lease of {lease[0]} at epoch {lease[1]} "
+            f"is no longer current ({holder})"
+        )
+
+    def _snapshot(self, row: tuple[str, int, str, str, str]) -> Snapshot:
+        return Snapshot(
+            strategy_id=row[0],
+            seq=row[1],
+            taken_at=codec.from_iso(row[2]),
+            engine=row[3],
+            state=codec.load_state(row[4]),
+        )
+
+    def latest_snapshot(self, strategy_id: str) -> Snapshot | None:
+        found = self.snapshot_history(strategy_id, limit=1)
+        return found[0] if found else None
+
+    def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]:
+        """Newest first."""
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT strategy_id, seq, taken_at, engine, state FROM {self._t['snapshots']} "
+                "WHERE strategy_id = ? ORDER BY seq DESC LIMIT ?",
+                (strategy_id, limit),
+            ).fetchall()
+        return [self._snapshot(r) for r in rows]
+
+    # -- ownership -------------------------------------------------------------------
+    def claim(
+        self,
+        strategy_ids: Sequence[str],
+        owner: str,
+        now: datetime,
+        seconds: float,
+        steal_from: Collection[str] = (),
+    ) -> dict[str, Lease]:
+        now = codec.to_ms(now)
+        expires = codec.to_ms(now + timedelta(seconds=seconds))
+        held: dict[str, Lease] = {}
+        t = self._t["leases"]
+        with self._write() as db:
+            for sid in dict.fromkeys(strategy_ids):
+                row = db.execute(
+                    f"SELECT owner, epoch, expires_at FROM {t} WHERE strategy_id = ?", (sid,)
+                ).fetchone()
+                if row is None:
+                    epoch = 1
+                    db.execute(
+                        f"INSERT INTO {t} (strategy_id, owner, epoch, expires_at) VALUES (?, ?, ?, ?)",
+                        (sid, owner, epoch, codec.iso(expires)),
+                    )
+                elif row[0] == owner or row[0] in steal_from or codec.from_iso(row[2]) <= now:
+                    epoch = row[1] if row[0] == owner else row[1] + 1
+                    db.execute(
+                        f"UPDATE {t} SET owner = ?, epoch = ?, expires_at = ? WHERE strategy_id = ?",
+                        (owner, epoch, codec.iso(expires), sid),
+                    )
+                else:
+                    continue
+                held[sid] = Lease(strategy_id=sid, owner=owner, epoch=epoch, expires_at=expires)
+        return held
+
+    def release(self, strategy_ids: Sequence[str], owner: str) -> None:
+        with self._write() as db:
+            db.executemany(
+                f"UPDATE {self._t['leases']} SET expires_at = ? WHERE strategy_id = ? AND owner = ?",
+                [(codec.iso(codec.LONG_AGO), sid, owner) for sid in strategy_ids],
+            )
+
+    # -- runtime status ----------------------------------------------------------------
+    def write_status(self, records: Sequence[StatusRecord]) -> None:
+        rows = [(r.strategy_id, codec.dump_document(codec.status_to_document(r))) for r in records]
+        with self._write() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO {self._t['status']} (strategy_id, record) VALUES (?, ?)",
+                rows,
+            )
+
+    def read_status(self) -> list[StatusRecord]:
+        with self._read() as db:
+            rows = db.execute(f"SELECT record FROM {self._t['status']} ORDER BY strategy_id").fetchall()
+        return [codec.status_from_document(codec.load_document(r[0])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

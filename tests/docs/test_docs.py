@@ -1,0 +1,88 @@
+"""Every ```console block in docs/ runs, and prints what the page says it prints.
+
+In a block, a line starting with ``$ `` is a command (run with bash in a fresh
+folder holding a copy of examples/, one folder per page, so a page's commands
+build on each other); the lines up to the next command are its expected output.
+``...`` on a line of its own stands for any number of lines; inside a line, for any
+text. Run with ``UPDATE_DOCS=1`` to write the actual output back into the page
+(then put ``...`` where the output varies from run to run: times, pids, paths).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted(p for p in (ROOT / "docs").glob("*.md") if "```console" in p.read_text())
+BLOCK = re.compile(r"^```console\n(.*?)^```$", re.S | re.M)
+
+
+def commands(block: str) -> list[tuple[str, list[str]]]:
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        elif steps:
+            steps[-1][1].append(line)
+    return steps
+
+
+def matches(expected: list[str], actual: list[str]) -> bool:
+    if not expected:
+        return not actual
+    head, rest = expected[0], expected[1:]
+    if head == "...":
+        return any(matches(rest, actual[i:]) for i in range(len(actual) + 1))
+    if not actual:
+        return False
+    pattern = ".*".join(re.escape(part) for part in head.split("..."))
+    return re.fullmatch(pattern, actual[0]) is not None and matches(rest, actual[1:])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_console_blocks_run_as_shown(page: Path, tmp_path: Path, monkeypatch) -> None:
+    text = page.read_text()
+    blocks = BLOCK.findall(text)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QSM_", "MONGO_", "ENABLE_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["COLUMNS"] = "100"
+    failures, updated = [], text
+    for block in blocks:
+        new_block = block
+        for command, expected in commands(block):
+            run = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                                 text=True, timeout=120, check=False)
+            actual = (run.stdout + run.stderr).rstrip("\n").splitlines()
+            if not matches(expected, actual):
+                failures.append(f"$ {command}\n--- expected\n" + "\n".join(expected) +
+                                "\n--- actual\n" + "\n".join(actual))
+                old = "\n".join([f"$ {command}", *expected])
+                new_block = new_block.replace(old, "\n".join([f"$ {command}", *actual]), 1)
+        updated = updated.replace(block, new_block, 1)
+    if failures and os.environ.get("UPDATE_DOCS"):
+        page.write_text(updated)
+    assert not failures, f"{page.name}:\n\n" + "\n\n".join(failures)
+
+
+def test_configuration_page_documents_every_setting_with_its_variable_and_default() -> None:
+    import json
+
+    import attrs
+
+    from strategy_manager.core.settings import Settings
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    for f in attrs.fields(Settings):
+        default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default
+        default = list(default) if isinstance(default, tuple) else default
+        env = f.metadata["env"] or "ENABLE_<ENGINE>"
+        row = f"| `{f.name}` | `{env}` | `{json.dumps(default, ensure_ascii=False)}` |"
+        assert row in page, f"docs/configuration.md lacks the row for {f.name}: {row}"
