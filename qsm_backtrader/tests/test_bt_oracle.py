@@ -168,3 +168,10 @@ def test_restoring_a_finished_run_changes_nothing(driver, sma_oracle):
     again = driver.run_to_end(driver.spec(), snapshot=final)
     assert again == final
     assert_same_as_oracle(again, sma_oracle)
+
+
+def test_a_restored_run_does_not_hold_again_at_a_bar_it_took_over_past(driver, sma_oracle):
+    """The same document (same hold_after_bars) restarted from its snapshot runs on."""
+    held = driver.spec(feed={"hold_after_bars": 1200})
+    snap = driver.stop(*driver.hold_at(1200, held))
+    assert_same_as_oracle(driver.run_to_end(held, snapshot=snap), sma_oracle)

@@ -196,9 +196,9 @@ class BacktraderEngine:
         self._restored = None
 
     def _must_hold(self, strategy: Any) -> bool:
+        """Hold at bar ``hold_after_bars``, unless this run took over past it (a restore)."""
         hold = self.settings.feed.hold_after_bars
-        bars = len(strategy)
-        return hold is not None and self._restored is None and bars >= hold and bars > self._start_bars
+        return hold is not None and self._restored is None and self._start_bars < hold <= len(strategy)
 
     def _must_wait(self) -> bool:
         """Pace the replay; True after waiting (the caller looks at requests again)."""
