@@ -257,3 +257,20 @@ def test_a_crash_in_the_strategy_is_reported_and_leaves_no_snapshot(driver):
     assert done.wait(30)
     assert isinstance(crashed[0], RuntimeError) and str(crashed[0]) == "bad bar"
     assert plugin.qsm_snapshot_engine(engine=engine, context=context) is None
+
+
+def test_the_example_documents_run(driver):
+    import json
+    from importlib.resources import files
+
+    from strategy_manager.core.spec import parse_strategy
+
+    documents = json.loads(files("qsm_backtrader.examples").joinpath("strategies.json").read_text())
+    for document in documents:
+        spec = parse_strategy(document)
+        feed = spec.params["backtrader"]["feed"]
+        assert feed["pace"] > 0  # paced for the demo; run this test at full speed
+        fast = {**spec.params, "backtrader": {**spec.params["backtrader"], "feed": {**feed, "pace": 0}}}
+        final = driver.run_to_end(parse_strategy({**document, "params": fast}))
+        assert final["bars"] == feed["kwargs"]["bars"]
+        assert final["history_total"] > 10
