@@ -14,9 +14,9 @@ from typing import Any
 
 import backtrader as bt
 import pytest
-from qsm_backtrader.examples.prices import write_csv
 
 from qsm_backtrader import plugin
+from qsm_backtrader.examples.prices import write_csv
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.spec import StrategySpec, parse_strategy

@@ -8,8 +8,8 @@ import math
 from datetime import UTC, date, datetime
 
 import pytest
-from qsm_backtrader.codec import decode, encode
 
+from qsm_backtrader.codec import decode, encode
 from strategy_manager.core.errors import SnapshotError
 
 

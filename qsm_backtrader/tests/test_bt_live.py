@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import pytest
-from qsm_backtrader.examples.prices import generate_bars
 
 from qsm_backtrader import plugin
+from qsm_backtrader.examples.prices import generate_bars
 
 # backtrader's live loop calls datetime.utcnow(), deprecated since Python 3.12
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
