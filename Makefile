@@ -13,6 +13,7 @@ SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
+	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_backtrader/src/qsm_backtrader/examples/strategies.json
 	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6.5h
 
 test: $(STAMP)

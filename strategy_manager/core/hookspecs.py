@@ -129,9 +129,12 @@ def qsm_stop_engine(engine: Any, context: EngineContext) -> None:
 def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] | None:
     """Return the engine's state, so a later ``qsm_restore_engine`` can resume it.
 
-    When: every ``snapshot_interval`` while running, before a stop, on a schedule
-    pause and on shutdown. May be called while the engine's own thread runs: return
-    a consistent copy (for example the state as of the last completed bar).
+    When: every ``snapshot_interval`` while running, and on every stop (schedule
+    close or pause, document change, shutdown). On a stop it comes after
+    ``context.stop_event`` was set and the threads from ``context.spawn`` had up to
+    a second to end, and before ``qsm_stop_engine``. It may still be called while
+    the engine's own threads run: return a consistent copy (for example the state
+    as of the last completed bar).
 
     Returns plain JSON-compatible data (dict, list, str, int, float, bool, None)
     that only this plugin needs to understand; the core stores it atomically and

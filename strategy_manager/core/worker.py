@@ -118,6 +118,8 @@ class StrategyWorker(ABC):
 
 
 ContextFactory = Callable[[], EngineContext]
+#: How long a stop waits for the engine's threads to end before taking the snapshot.
+WIND_DOWN_SECONDS = 1.0
 ExitCallback = Callable[["EngineWorker", BaseException | None], None]
 
 
@@ -202,9 +204,13 @@ class EngineWorker(StrategyWorker):
         self._stop_event.wait()
 
     def stop(self, save_state: bool = True, final_state: WorkerState = WorkerState.STOPPED) -> None:
-        """Snapshot (if asked and possible), stop the engine, join its threads.
+        """Ask the engine to stop, snapshot it (if asked and possible), call its stop
+        hook and join its threads.
 
-        Safe to call twice and on a worker that never started. The stop hook gets
+        The stop event is set first and the engine's own threads get a moment to
+        wind down, so the snapshot is the state the engine stopped in: nothing it
+        does after the snapshot is lost or done twice on the next start. Safe to
+        call twice and on a worker that never started. The stop hook gets
         ``stop_timeout`` seconds; past that the engine is abandoned and reported.
         """
         with self._lock:
@@ -213,7 +219,9 @@ class EngineWorker(StrategyWorker):
                 if self._state not in (WorkerState.FAILED, WorkerState.FINISHED):
                     self._state = final_state
                 return
+            context.stop_event.set()
             if save_state:
+                context.join_threads(min(WIND_DOWN_SECONDS, self.stop_timeout))
                 try:
                     self.save_state()
                 except QsmError as exc:
