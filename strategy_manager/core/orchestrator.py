@@ -418,8 +418,8 @@ class MultiStrategyOrchestrator:
             slot.restored_seq = snap.seq if snap else None
             return snap.state if snap else None
 
-        def sink(state: dict[str, Any]) -> None:
-            self.store.save_snapshots([SnapshotWrite(spec.id, spec.engine, state, self.clock.now())])
+        def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
+            self.store.save_snapshots([self._snapshot_write(slot, state)])
 
         return EngineWorker(
             spec,
