@@ -31,7 +31,7 @@ $(STAMP): $(SOURCES)
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check strategy_manager qsm_backtrader qsm_vnpy tests
+	$(BIN)/ruff check strategy_manager qsm_backtrader qsm_vnpy tests examples benchmarks
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -134,7 +134,8 @@ def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] |
     ``context.stop_event`` was set and the threads from ``context.spawn`` had up to
     a second to end, and before ``qsm_stop_engine``. It may still be called while
     the engine's own threads run: return a consistent copy (for example the state
-    as of the last completed bar).
+    as of the last completed bar). On an engine created and restored but not yet
+    started it returns the restored state unchanged (the conformance kit checks).
 
     Returns plain JSON-compatible data (dict, list, str, int, float, bool, None)
     that only this plugin needs to understand; the core stores it atomically and

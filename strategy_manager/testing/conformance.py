@@ -1,0 +1,222 @@
+"""The checks of :class:`EngineConformance`; see the package docstring for use."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strategy_manager.core.classloader import ClassLoader
+from strategy_manager.core.context import EngineContext
+from strategy_manager.core.errors import QsmError
+from strategy_manager.core.registry import EngineHooks, EngineRegistry
+from strategy_manager.core.settings import Settings
+from strategy_manager.core.spec import StrategySpec, parse_strategy
+from strategy_manager.core.worker import EngineWorker, WorkerState
+
+CORRUPT_SNAPSHOTS: list[Any] = [{}, {"qsm_conformance": "not a state this engine wrote"}]
+
+
+class EngineConformance:
+    """Base class of an adapter's conformance tests. Set ``engine`` and implement
+    :meth:`strategy_document`; override the other attributes when needed."""
+
+    #: The engine name, as in the entry point and in documents.
+    engine: str = ""
+    #: Module prefixes ``engine_class`` may come from, for the sample document.
+    class_allow: tuple[str, ...] = ()
+    #: How long create+start and stop may each take, in seconds.
+    start_seconds: float = 10.0
+    stop_seconds: float = 5.0
+    #: How long after start the engine runs before it is snapshotted or stopped.
+    run_seconds: float = 0.2
+
+    # -- what the adapter author provides -------------------------------------------
+    def strategy_document(self, tmp_path: Path) -> dict[str, Any]:
+        raise NotImplementedError("return a sample strategy document for your engine")
+
+    def settings(self, tmp_path: Path) -> Settings:
+        return Settings(data_dir=str(tmp_path / "data"), engine_class_allow=self.class_allow)
+
+    # -- helpers --------------------------------------------------------------------
+    def registry(self, tmp_path: Path) -> EngineRegistry:
+        return EngineRegistry.from_entry_points(self.settings(tmp_path))
+
+    def hooks(self, tmp_path: Path) -> EngineHooks:
+        return self.registry(tmp_path).resolve(self.engine)
+
+    def spec(self, tmp_path: Path) -> StrategySpec:
+        return parse_strategy(self.strategy_document(tmp_path))
+
+    def context(self, tmp_path: Path, hooks: EngineHooks, spec: StrategySpec) -> EngineContext:
+        settings = self.settings(tmp_path)
+        classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
+        return EngineContext(
+            spec=spec,
+            data_dir=tmp_path / "engine",
+            classes=classes.with_prefixes(hooks.entry.class_prefixes),
+            options=dict(settings.engine_options.get(self.engine, {})),
+        )
+
+    def worker(self, tmp_path: Path, snapshot: Any = None) -> tuple[EngineWorker, list[dict[str, Any]]]:
+        hooks, spec = self.hooks(tmp_path), self.spec(tmp_path)
+        saved: list[dict[str, Any]] = []
+        worker = EngineWorker(
+            spec,
+            hooks,
+            lambda: self.context(tmp_path, hooks, spec),
+            load_snapshot=lambda: snapshot,
+            state_sink=saved.append,
+            stop_timeout=self.stop_seconds,
+        )
+        return worker, saved
+
+    def timed_stop(self, worker: EngineWorker) -> float:
+        t0 = time.monotonic()
+        worker.stop()
+        return time.monotonic() - t0
+
+    # -- the checks ----------------------------------------------------------------
+    def test_plugin_loads_through_its_entry_point(self, tmp_path: Path) -> None:
+        assert self.engine, "set the class attribute `engine` to your engine's name"
+        entries = [e for e in self.registry(tmp_path).entries() if e.name == self.engine]
+        assert entries, (
+            f"no entry point named {self.engine!r} in group quant_strategy_manager.engines: "
+            "is your distribution installed (pip install -e .) and is the name right?"
+        )
+        entry = entries[0]
+        assert entry.status == "ok", f"engine {self.engine!r} is {entry.status}: {entry.error}"
+
+    def test_engine_info_is_complete(self, tmp_path: Path) -> None:
+        entry = self.hooks(tmp_path).entry
+        assert entry.version, "qsm_engine_info must return a non-empty 'version'"
+        assert entry.description, "qsm_engine_info should return a one-line 'description'"
+        assert all(isinstance(c, str) for c in entry.capabilities)
+
+    def test_create_start_and_a_prompt_stop(self, tmp_path: Path) -> None:
+        worker, _ = self.worker(tmp_path)
+        t0 = time.monotonic()
+        worker.start()
+        assert time.monotonic() - t0 < self.start_seconds, (
+            f"create+start took over {self.start_seconds}s: qsm_start_engine must return "
+            "promptly and run long work on context.spawn"
+        )
+        assert worker.state is WorkerState.RUNNING, f"after start the worker is {worker.state}"
+        time.sleep(self.run_seconds)
+        elapsed = self.timed_stop(worker)
+        assert elapsed < self.stop_seconds, f"stop took {elapsed:.1f}s (limit {self.stop_seconds}s)"
+        assert worker.error is None, f"stop reported: {worker.error}"
+        assert worker.state is WorkerState.STOPPED
+
+    def test_snapshot_is_plain_json(self, tmp_path: Path) -> None:
+        hooks = self.hooks(tmp_path)
+        if not hooks.has("snapshot"):
+            pytest.skip(f"engine {self.engine!r} declares no 'snapshot' capability")
+        worker, _ = self.worker(tmp_path)
+        worker.start()
+        try:
+            time.sleep(self.run_seconds)
+            state = hooks.snapshot(worker.engine, worker.context)
+        finally:
+            worker.stop(save_state=False)
+        assert isinstance(state, dict), f"qsm_snapshot_engine returned {type(state).__name__}, not a dict"
+        try:
+            text = json.dumps(state, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            pytest.fail(f"the snapshot is not plain JSON data: {exc}")
+        assert json.loads(text) == state, "the snapshot changes when it goes through JSON"
+
+    def test_restore_into_a_fresh_engine_gives_the_same_snapshot(self, tmp_path: Path) -> None:
+        hooks, spec = self.hooks(tmp_path), self.spec(tmp_path)
+        if not (hooks.has("snapshot") and hooks.has("restore")):
+            pytest.skip(f"engine {self.engine!r} does not declare both 'snapshot' and 'restore'")
+        worker, saved = self.worker(tmp_path)
+        worker.start()
+        time.sleep(self.run_seconds)
+        worker.stop()
+        assert saved, "stopping a running engine saved no snapshot"
+        state = json.loads(json.dumps(saved[-1]))  # as the store gives it back
+        context = self.context(tmp_path, hooks, spec)
+        engine = hooks.create(spec, context)
+        try:
+            hooks.restore(engine, state, context)
+            again = hooks.snapshot(engine, context)
+        finally:
+            context.stop_event.set()
+            hooks.stop(engine, context)
+            context.join_threads(self.stop_seconds)
+        assert again == state, (
+            "a fresh engine restored from a snapshot (and not started) must snapshot to the "
+            f"same state;\nrestored: {state}\nsnapshot: {again}"
+        )
+
+    def test_a_stop_during_start_is_handled(self, tmp_path: Path) -> None:
+        worker, _ = self.worker(tmp_path)
+        before = set(threading.enumerate())
+        starter = threading.Thread(target=lambda: _quietly(worker.start), daemon=True)
+        starter.start()
+        time.sleep(0.001)
+        elapsed = self.timed_stop(worker)
+        starter.join(self.start_seconds)
+        assert not starter.is_alive(), "start never returned after a concurrent stop"
+        if worker.state is WorkerState.RUNNING:  # the stop came first; stop the start's engine
+            elapsed += self.timed_stop(worker)
+        assert elapsed < self.start_seconds + self.stop_seconds
+        _assert_no_threads_left(before, self.stop_seconds)
+
+    def test_a_double_stop_is_harmless(self, tmp_path: Path) -> None:
+        worker, saved = self.worker(tmp_path)
+        worker.start()
+        time.sleep(self.run_seconds)
+        worker.stop()
+        count = len(saved)
+        worker.stop()
+        assert worker.state is WorkerState.STOPPED
+        assert len(saved) == count, "a second stop saved another snapshot"
+
+    @pytest.mark.parametrize("corrupt", CORRUPT_SNAPSHOTS, ids=["empty", "foreign"])
+    def test_a_corrupt_snapshot_is_refused_with_a_clear_error(self, tmp_path: Path, corrupt: Any) -> None:
+        if not self.hooks(tmp_path).has("restore"):
+            pytest.skip(f"engine {self.engine!r} declares no 'restore' capability")
+        worker, _ = self.worker(tmp_path, snapshot=corrupt)
+        with pytest.raises(QsmError) as raised:
+            worker.start()
+            worker.stop(save_state=False)
+            pytest.fail(
+                f"restoring the snapshot {corrupt!r} was accepted silently: raise "
+                "strategy_manager.core.errors.SnapshotError naming what is wrong"
+            )
+        message = str(raised.value)
+        assert "\n" not in message, f"the error should be one line: {message!r}"
+        assert worker.spec.id in message, f"the error should name the strategy: {message!r}"
+        assert worker.state is WorkerState.FAILED
+
+    def test_no_thread_is_left_after_stop(self, tmp_path: Path) -> None:
+        before = set(threading.enumerate())
+        worker, _ = self.worker(tmp_path)
+        worker.start()
+        time.sleep(self.run_seconds)
+        worker.stop()
+        assert worker.error is None, f"stop reported: {worker.error}"
+        _assert_no_threads_left(before, self.stop_seconds)
+
+
+def _quietly(call: Any) -> None:
+    with contextlib.suppress(QsmError):
+        call()
+
+
+def _assert_no_threads_left(before: set[threading.Thread], grace: float) -> None:
+    deadline = time.monotonic() + grace
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    names = ", ".join(t.name for t in left)
+    assert not left, f"threads still running after stop: {names} (join them in qsm_stop_engine)"
