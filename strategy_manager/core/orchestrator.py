@@ -213,26 +213,31 @@ class MultiStrategyOrchestrator:
 
     # -- the control loop --------------------------------------------------------------
     def _loop(self) -> None:
+        """Sleep until something is due; an idle wake-up costs O(1), not O(strategies)."""
         watch_stop = self._start_watch()
         next_poll = next_resync = next_heartbeat = next_claim = 0.0
         next_snapshot = self.clock.now() + timedelta(seconds=self.settings.snapshot_interval)
+        schedule_at: datetime | None = None  # the next schedule transition or retry
+        first = True
         while not self._stopping.is_set():
             self._wake.clear()
             mono, now = time.monotonic(), self.clock.now()
             try:
-                self._drain_events(now)
+                changed = self._drain_events(now)
                 if mono >= next_poll or mono >= next_resync or self._force:
                     force = mono >= next_resync or self._force
                     self._force = False
                     if self._reconcile_if_changed(now, force=force):
-                        next_claim = 0.0
+                        next_claim, changed = 0.0, True
                     next_poll = mono + self.settings.poll_interval
                     if force:
                         next_resync = mono + self.settings.resync_interval
                 if mono >= next_claim:
                     self._claim()
-                    next_claim = mono + self.settings.lease_seconds / 3
-                self._apply_schedule(now)
+                    next_claim, changed = mono + self.settings.lease_seconds / 3, True
+                if changed or first or (schedule_at is not None and now >= schedule_at):
+                    self._apply_schedule(now)
+                    schedule_at, first = self._next_schedule(now), False
                 if now >= next_snapshot:
                     self.snapshot_all()
                     next_snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
@@ -245,21 +250,18 @@ class MultiStrategyOrchestrator:
                 next_poll = mono + min(self.settings.poll_interval * 5, 10)
             except Exception:  # the loop must survive anything one strategy does
                 log.exception("orchestrator loop error")
-            wake_at = self._next_wake(now, next_snapshot)
+            wake_at = min(t for t in (schedule_at, next_snapshot) if t is not None)
             wait = min(next_poll, next_heartbeat, next_claim) - time.monotonic()
-            if wake_at is not None:
-                wait = min(wait, self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()))
+            wait = min(wait, self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()))
             self._wake.wait(max(wait, 0.005))
         watch_stop.set()
 
-    def _next_wake(self, now: datetime, next_snapshot: datetime) -> datetime | None:
-        times = [next_snapshot]
+    def _next_schedule(self, now: datetime) -> datetime | None:
+        """The earliest schedule transition or restart time of any strategy."""
         policies = [s.policy for s in self.slots.values() if s.policy is not None and s.spec]
-        transition = self.lifecycle.next_transition(policies, now)
-        if transition is not None:
-            times.append(transition)
+        times = [t for t in (self.lifecycle.next_transition(policies, now),) if t is not None]
         times.extend(s.retry_at for s in self.slots.values() if s.retry_at is not None)
-        return min(times)
+        return min(times, default=None)
 
     def _start_watch(self) -> threading.Event:
         """Follow the store's change notifications on a thread, if it has them."""
@@ -512,12 +514,15 @@ class MultiStrategyOrchestrator:
         self._events.put((kind, ident, payload))
         self._wake.set()
 
-    def _drain_events(self, now: datetime) -> None:
+    def _drain_events(self, now: datetime) -> bool:
+        """Apply what workers reported; True if there was anything."""
+        seen = False
         while True:
             try:
                 kind, ident, payload = self._events.get_nowait()
             except queue.Empty:
-                return
+                return seen
+            seen = True
             slot = self.slots.get(ident)
             if slot is None:
                 continue
