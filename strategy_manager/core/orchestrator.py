@@ -109,6 +109,11 @@ class MultiStrategyOrchestrator:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._force = False
+        #: Snapshots the store could not take yet, newest per strategy, and their retry.
+        self._pending: dict[str, SnapshotWrite] = {}
+        self._pending_lock = threading.Lock()
+        self._retry_at = 0.0
+        self._store_failures = 0
         #: Owners on this host whose process is gone: their leases need not expire.
         self._dead_owners: frozenset[str] = frozenset()
         self._seen_token: Hashable = object()
@@ -238,9 +243,10 @@ class MultiStrategyOrchestrator:
                 if changed or first or (schedule_at is not None and now >= schedule_at):
                     self._apply_schedule(now)
                     schedule_at, first = self._next_schedule(now), False
+                self._retry_pending(mono)
                 if now >= next_snapshot:
-                    self.snapshot_all()
                     next_snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
+                    self.snapshot_all()
                 if mono >= next_heartbeat:
                     self._dirty.update(self.slots)
                     next_heartbeat = mono + HEARTBEAT_SECONDS
@@ -421,7 +427,8 @@ class MultiStrategyOrchestrator:
             return snap.state if snap else None
 
         def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
-            self.store.save_snapshots([self._snapshot_write(slot, state)])
+            with contextlib.suppress(StoreError):  # kept and retried by _retry_pending
+                self._save([self._snapshot_write(slot, state)])
 
         return EngineWorker(
             spec,
@@ -594,7 +601,8 @@ class MultiStrategyOrchestrator:
             if state is not None:
                 writes.append(self._snapshot_write(slot, state, now))
         if writes:
-            self._save(writes)
+            with contextlib.suppress(StoreError):  # kept and retried by _retry_pending
+                self._save(writes)
         return len(writes)
 
     def _snapshot_write(
@@ -605,10 +613,35 @@ class MultiStrategyOrchestrator:
         return SnapshotWrite(slot.id, engine, state, now or self.clock.now(), lease=lease)
 
     def _save(self, writes: list[SnapshotWrite]) -> None:
+        """Write snapshots; if the store is unreachable, keep the newest per strategy
+        and retry with backoff (``_retry_pending``) until they land."""
+        with self._pending_lock:
+            for write in writes:
+                self._pending[write.strategy_id] = write
+            batch = list(self._pending.values())
+            self._pending.clear()
         try:
-            self.store.save_snapshots(writes)
-        except QsmError as exc:
+            self.store.save_snapshots(batch)
+        except StoreError as exc:
+            with self._pending_lock:
+                for write in batch:  # a newer snapshot taken meanwhile wins
+                    self._pending.setdefault(write.strategy_id, write)
+            log.error("snapshot write failed, %d kept for retry: %s", len(batch), exc)
+            raise
+        except QsmError as exc:  # not encodable, or fenced off: retrying cannot help
             log.error("snapshot write failed: %s", exc)
+
+    def _retry_pending(self, mono: float) -> None:
+        if not self._pending or mono < self._retry_at:
+            return
+        try:
+            self._save([])
+        except StoreError:
+            self._store_failures += 1
+            cap = min(self.settings.backoff_cap, self.settings.backoff_base * 2**self._store_failures)
+            self._retry_at = mono + random.uniform(0, cap)
+        else:
+            self._store_failures = 0
 
     def _status(self, slot: Slot) -> StatusRecord:
         phase = slot.phase
@@ -640,10 +673,11 @@ class MultiStrategyOrchestrator:
             for i in self._dirty
             if i in self.slots and self.slots[i].state is not WorkerState.STANDBY
         ]
-        self._dirty.clear()
+        dirty, self._dirty = self._dirty, set()
         try:
             self.store.write_status(records)
         except QsmError as exc:
+            self._dirty |= dirty  # written again with fresh values next time
             log.error("status write failed: %s", exc)
 
     def _shutdown(self, timeout: float) -> None:
@@ -666,6 +700,12 @@ class MultiStrategyOrchestrator:
         for t in stops:
             t.join(max(0.0, deadline - time.monotonic()))
         self._drain_events(self.clock.now())
+        if self._pending:
+            try:
+                self._save([])
+            except StoreError:
+                log.error("the store is unreachable: %d snapshots could not be written before exit "
+                          "(the strategies resume from their previous ones)", len(self._pending))
         self._dirty.update(self.slots)
         self._flush_status()
         held = [s.id for s in self.slots.values() if s.lease is not None]

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 NOT_REPLICA_SET = 40573
 HISTORY_LOST = 286
+#: Ids per $in query. MongoDB takes far more; the mongoeco wire server used in tests
+#: nests $in into an expression tree capped at depth 1000 (about 490 ids).
+IN_BATCH = 250
 
 
 class MongoStore:
@@ -419,48 +422,59 @@ class MongoStore:
         expires = codec.to_ms(now + timedelta(seconds=seconds))
         ids = list(dict.fromkeys(strategy_ids))
         held: dict[str, Lease] = {}
+        with self._errors(f"claiming leases for {owner}"):
+            for start in range(0, len(ids), IN_BATCH):  # servers cap the size of one $in
+                held.update(self._claim_batch(ids[start : start + IN_BATCH], owner, now, expires, steal_from))
+        return held
+
+    def _claim_batch(
+        self, ids: list[str], owner: str, now: datetime, expires: datetime, steal_from: Collection[str]
+    ) -> dict[str, Lease]:
+        held: dict[str, Lease] = {}
 
         def lease(doc: dict[str, Any]) -> Lease:
             return Lease(strategy_id=doc["_id"], owner=owner, epoch=int(doc["epoch"]), expires_at=expires)
 
-        with self._errors(f"claiming leases for {owner}"):
-            # Renew what we hold in one round, then read back which those are.
-            self._leases.update_many({"_id": {"$in": ids}, "owner": owner}, {"$set": {"expires_at": expires}})
-            for doc in self._leases.find({"_id": {"$in": ids}, "owner": owner, "expires_at": expires}):
-                held[doc["_id"]] = lease(doc)
-            rest = [sid for sid in ids if sid not in held]
-            existing = {d["_id"]: d for d in self._leases.find({"_id": {"$in": rest}})} if rest else {}
-            for sid in rest:
-                found = existing.get(sid)
-                if found is None:
-                    try:
-                        self._leases.insert_one(
-                            {"_id": sid, "owner": owner, "epoch": 1, "expires_at": expires, "seq": 0}
-                        )
-                    except DuplicateKeyError:
-                        continue  # someone else took it just now
+        # Renew what we hold in one round, then read back which those are.
+        self._leases.update_many({"_id": {"$in": ids}, "owner": owner}, {"$set": {"expires_at": expires}})
+        for doc in self._leases.find({"_id": {"$in": ids}, "owner": owner, "expires_at": expires}):
+            held[doc["_id"]] = lease(doc)
+        rest = [sid for sid in ids if sid not in held]
+        existing = {d["_id"]: d for d in self._leases.find({"_id": {"$in": rest}})} if rest else {}
+        new = [sid for sid in rest if sid not in existing]
+        if new:  # never leased: insert them in one round; a duplicate means someone beat us
+            docs = [{"_id": sid, "owner": owner, "epoch": 1, "expires_at": expires, "seq": 0} for sid in new]
+            try:
+                self._leases.insert_many(docs, ordered=False)
+                lost: set[str] = set()
+            except BulkWriteError as exc:
+                lost = {new[e["index"]] for e in exc.details.get("writeErrors", [])}
+            for sid in new:
+                if sid not in lost:
                     held[sid] = Lease(strategy_id=sid, owner=owner, epoch=1, expires_at=expires)
-                    continue
-                current = found.get("expires_at")
-                live = current is not None and current > now
-                if found.get("owner") and live and found.get("owner") not in steal_from:
-                    continue  # another owner's live lease
-                # Free or expired: take it, unless it changed since we looked.
-                taken = self._leases.find_one_and_update(
-                    {"_id": sid, "owner": found.get("owner"), "epoch": found.get("epoch")},
-                    {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"epoch": 1}},
-                    return_document=ReturnDocument.AFTER,
-                )
-                if taken is not None:
-                    held[sid] = lease(taken)
+        for sid, found in existing.items():
+            current = found.get("expires_at")
+            live = current is not None and current > now
+            if found.get("owner") and live and found.get("owner") not in steal_from:
+                continue  # another owner's live lease
+            # Free or expired: take it, unless it changed since we looked.
+            taken = self._leases.find_one_and_update(
+                {"_id": sid, "owner": found.get("owner"), "epoch": found.get("epoch")},
+                {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"epoch": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if taken is not None:
+                held[sid] = lease(taken)
         return held
 
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
         with self._errors(f"releasing leases of {owner}"):
-            self._leases.update_many(
-                {"_id": {"$in": list(strategy_ids)}, "owner": owner},
-                {"$set": {"expires_at": codec.LONG_AGO}},
-            )
+            ids = list(strategy_ids)
+            for start in range(0, len(ids), IN_BATCH):
+                self._leases.update_many(
+                    {"_id": {"$in": ids[start : start + IN_BATCH]}, "owner": owner},
+                    {"$set": {"expires_at": codec.LONG_AGO}},
+                )
 
     # -- runtime status ----------------------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None:

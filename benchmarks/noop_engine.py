@@ -1,0 +1,47 @@
+"""A no-op engine for the benchmarks: costs nothing, so what is measured is the core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strategy_manager.core.hookspecs import hookimpl
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {"ticks": 0, "position": 0, "note": "noop"}
+
+
+@hookimpl
+def qsm_engine_info() -> dict[str, Any]:
+    return {
+        "name": "noop",
+        "version": "1",
+        "capabilities": ["snapshot", "restore"],
+        "description": "does nothing, fast",
+    }
+
+
+@hookimpl
+def qsm_create_engine(spec: Any, context: Any) -> Engine:
+    return Engine()
+
+
+@hookimpl
+def qsm_restore_engine(engine: Engine, snapshot: dict[str, Any], context: Any) -> None:
+    engine.state = dict(snapshot)
+
+
+@hookimpl
+def qsm_start_engine(engine: Engine, context: Any) -> None:
+    engine.state["ticks"] += 1
+
+
+@hookimpl
+def qsm_stop_engine(engine: Engine, context: Any) -> None:
+    return None
+
+
+@hookimpl
+def qsm_snapshot_engine(engine: Engine, context: Any) -> dict[str, Any]:
+    return dict(engine.state)

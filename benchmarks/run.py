@@ -1,0 +1,410 @@
+"""The benchmark harness: scale, reaction time and overhead, printed with PASS/FAIL.
+
+    python benchmarks/run.py [--quick] [--markdown FILE]
+
+Each figure is a median over repetitions where the measurement is short; peers are
+measured side by side in the same run. Not part of the test suite: timings on a
+shared machine are noisy, and a test must not fail on noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
+from strategy_manager.core.registry import EngineRegistry
+from strategy_manager.core.settings import Settings
+from strategy_manager.core.store import open_store
+from strategy_manager.core.worker import WorkerState
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import noop_engine  # noqa: E402  (benchmarks/ is not a package)
+
+ROWS: list[tuple[str, str, str]] = []  # (what, figure, verdict)
+
+
+def row(what: str, figure: str, target: str | None = None, ok: bool | None = None) -> None:
+    verdict = "" if ok is None else ("PASS" if ok else "FAIL") + (f" (target {target})" if target else "")
+    ROWS.append((what, figure, verdict))
+    print(f"{what:<58} {figure:<28} {verdict}", flush=True)
+
+
+def registry(settings: Settings) -> EngineRegistry:
+    reg = EngineRegistry(settings)
+    reg.add_plugin("noop", noop_engine)
+    return reg
+
+
+def documents(n: int, engine: str = "noop") -> list[dict[str, Any]]:
+    return [
+        {
+            "user_id": "bench",
+            "symbol": f"S{i:05d}.SH",
+            "strategy_key": "k",
+            "engine": engine,
+            "params": {},
+            "schedule": {"mode": "always"},
+        }
+        for i in range(n)
+    ]
+
+
+def fill(store: Any, n: int) -> None:
+    for doc in documents(n):
+        store.upsert_strategy(doc)
+
+
+class CountingStore:
+    """Wraps a store and counts the calls the orchestrator makes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, {}
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return target(*args, **kwargs)
+
+        return counted
+
+
+def wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def all_running(orch: MultiStrategyOrchestrator, n: int) -> bool:
+    slots = list(orch.slots.values())
+    return len(slots) == n and all(s.state is WorkerState.RUNNING for s in slots)
+
+
+@contextmanager
+def wire_server():
+    from mongoeco._pytest_runtime import ProxyThread
+
+    with tempfile.TemporaryDirectory() as folder:
+        server = ProxyThread("sqlite", Path(folder), "7.0", "auto-installed")
+        uri = server.start()
+        try:
+            yield uri
+        finally:
+            server.close()
+
+
+# -- 1. cold start -----------------------------------------------------------------
+def cold_start(settings: Settings, n: int) -> tuple[float, str]:
+    store = CountingStore(open_store(settings))
+    fill(store.inner, n)
+    orch = MultiStrategyOrchestrator(settings, store, registry(settings))  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    orch.start()
+    ok = wait_until(lambda: all_running(orch, n), 120)
+    elapsed = time.perf_counter() - t0
+    lists, reconciles = store.calls.get("list_strategies", 0), orch.reconciles
+    orch.stop()
+    store.close()
+    return (elapsed if ok else float("inf")), f"{lists} list queries in {reconciles} reconciles"
+
+
+def bench_cold_start(sizes: list[int], tmp: Path, mongo_uri: str | None) -> None:
+    targets = {1000: 2.0, 5000: 10.0}
+    for n in sizes:
+        settings = Settings(data_dir=str(tmp / f"cold{n}"), poll_interval=0.2)
+        elapsed, lists = cold_start(settings, n)
+        target = targets.get(n)
+        row(
+            f"cold start, {n} no-op strategies, embedded",
+            f"{elapsed:.2f} s, {lists}",
+            f"< {target} s" if target else None,
+            elapsed < target if target else None,
+        )
+        if mongo_uri is not None:
+            mongo = attrs.evolve(settings, mongo_uri=mongo_uri, mongo_db=f"cold{n}")
+            elapsed, lists = cold_start(mongo, n)
+            row(f"cold start, {n} no-op strategies, MongoDB wire server", f"{elapsed:.2f} s, {lists}")
+
+
+# -- 2. hot reload -----------------------------------------------------------------
+def bench_hot_reload(tmp: Path, changes: int, mongo_uri: str | None) -> None:
+    for kind in ("embedded", "mongodb"):
+        if kind == "mongodb" and mongo_uri is None:
+            continue
+        settings = Settings(data_dir=str(tmp / f"reload-{kind}"), poll_interval=0.2)
+        if kind == "mongodb":
+            settings = attrs.evolve(settings, mongo_uri=mongo_uri, mongo_db="reload")
+        store = open_store(settings)
+        fill(store, 20)
+        started = threading.Event()
+        orch = MultiStrategyOrchestrator(
+            settings,
+            store,
+            registry(settings),
+            on_event=lambda k, i, d: started.set() if k == "started" and i == "bench:S00000.SH:k" else None,
+        )
+        orch.start()
+        wait_until(lambda: all_running(orch, 20), 30)
+        notifications = "change stream" if store.watch() is not None else "polling"
+        latencies = []
+        for i in range(changes):
+            started.clear()
+            t0 = time.perf_counter()
+            store.update_strategy("bench:S00000.SH:k", {"params": {"n": i}})
+            if started.wait(10):
+                latencies.append(time.perf_counter() - t0)
+        orch.stop()
+        store.close()
+        p50 = statistics.median(latencies)
+        p95 = statistics.quantiles(latencies, n=20)[18]
+        limit = 2 * settings.poll_interval
+        row(
+            f"hot reload, {kind} ({notifications}, poll {settings.poll_interval}s), {len(latencies)} edits",
+            f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
+            f"p95 < {limit * 1000:.0f} ms",
+            p95 < limit if notifications == "polling" else p95 < 0.25,
+        )
+    if mongo_uri is not None:
+        row("hot reload, change streams", "not measured: the wire server has no change streams")
+
+
+# -- 3. idle cost (in a child process, so memory is its own) -------------------------
+def idle_child(n: int, seconds: float, data_dir: str) -> dict[str, float]:
+    settings = Settings(data_dir=data_dir)
+    store = open_store(settings)
+    fill(store, n)
+    rss0 = rss_mib()
+    orch = MultiStrategyOrchestrator(settings, store, registry(settings))
+    orch.start()
+    wait_until(lambda: all_running(orch, n), 60)
+    time.sleep(2)  # let start-up settle
+    cpu0, t0, rss1 = cpu_seconds(), time.monotonic(), rss_mib()
+    time.sleep(seconds)
+    cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    rss2 = rss_mib()
+    orch.stop()
+    return {"cpu_percent": cpu * 100, "rss_before": rss0, "rss_running": max(rss1, rss2)}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_child(*args: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_idle(tmp: Path, seconds: float) -> None:
+    big = run_child("--idle-child", "1000", str(seconds), str(tmp / "idle1000"))
+    small = run_child("--idle-child", "100", str(seconds), str(tmp / "idle100"))
+    row(
+        f"idle, 1000 running workers, CPU over {seconds:.0f} s",
+        f"{big['cpu_percent']:.2f} % of a core",
+        "< 3 %",
+        big["cpu_percent"] < 3,
+    )
+    row(
+        "idle, 1000 running workers, RSS",
+        f"{big['rss_running']:.0f} MiB",
+        "< 400 MB",
+        big["rss_running"] * 1.048576 < 400,
+    )
+    per = (big["rss_running"] - small["rss_running"]) / 900 * 1024
+    row("RSS per additional worker (1000 vs 100)", f"{per:.1f} KiB")
+
+
+# -- 4. snapshot round ---------------------------------------------------------------
+def bench_snapshot(tmp: Path, n: int) -> None:
+    settings = Settings(data_dir=str(tmp / "snap"), snapshot_interval=3600)
+    store = open_store(settings)
+    fill(store, n)
+    orch = MultiStrategyOrchestrator(settings, store, registry(settings))
+    orch.start()
+    wait_until(lambda: all_running(orch, n), 60)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        written = orch.snapshot_all()
+        times.append(time.perf_counter() - t0)
+    size = sum(len(json.dumps(s.worker.snapshot())) for s in orch.slots.values() if s.worker)
+    orch.stop()
+    median = statistics.median(times)
+    row(
+        f"snapshot round, {written} workers",
+        f"{median * 1000:.0f} ms, {size / 1024:.0f} KiB",
+        "< 1 s",
+        median < 1.0,
+    )
+
+
+# -- 5. schedule cost --------------------------------------------------------------
+def bench_schedule(n: int) -> None:
+    from strategy_manager.core.lifecycle import LifecycleManager
+    from strategy_manager.core.spec import parse_strategy
+
+    lifecycle = LifecycleManager(Settings())
+    symbols = ["600000.SH", "0700.HK", "AAPL"]
+    specs = [
+        parse_strategy(
+            {
+                "user_id": "b",
+                "symbol": symbols[i % 3],
+                "strategy_key": f"k{i}",
+                "engine": "noop",
+                "schedule": {"lunch_break": ("pause", "keep_running")[i % 2]},
+            }
+        )
+        for i in range(n)
+    ]
+    policies = [lifecycle.policy_for(s) for s in specs]
+    now = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    end = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+    lifecycle.phase(policies[0], now)  # build the calendars first: that is start-up, not schedule
+    cpu0, wakeups = cpu_seconds(), 0
+    while now < end:
+        # What the control loop does at each transition: every strategy's phase, then the next one.
+        for policy in policies:
+            lifecycle.phase(policy, now)
+        nxt = lifecycle.next_transition(policies, now)
+        wakeups += 1
+        if nxt is None:
+            break
+        now = nxt
+    cpu = cpu_seconds() - cpu0
+    row(
+        f"schedule, {n} strategies on 3 calendars, one simulated day",
+        f"{cpu * 1000:.0f} ms CPU, {wakeups} wake-ups",
+    )
+
+
+# -- 6. engines command --------------------------------------------------------------
+def bench_engines() -> None:
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "strategy_manager.cli", "engines", "--json"],
+            capture_output=True,
+            check=True,
+        )
+        times.append(time.perf_counter() - t0)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys\nfrom click.testing import CliRunner\nfrom strategy_manager.cli import cli\n"
+                "CliRunner().invoke(cli, ['engines', '--json'])\n"
+                "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'vnpy', 'PySide6', 'backtrader', 'pandas'})\n"
+                "print(len(sys.modules), heavy)"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split(" ", 1)
+    median = statistics.median(times)
+    row("strategy-manager engines, wall time", f"{median:.2f} s", "< 0.5 s", median < 0.5)
+    row("strategy-manager engines, modules imported", f"{probe[0]}, heavy: {probe[1].strip()}")
+
+
+# -- 7. adapters -------------------------------------------------------------------
+def bench_adapters(quick: bool) -> None:
+    for script in ("backtrader_overhead.py", "vnpy_overhead.py"):
+        path = HERE / script
+        if not path.exists():
+            row(f"adapter overhead ({script})", "not available")
+            continue
+        args = ["--bars", "5000", "--repeat", "3"] if quick else []
+        out = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, check=False)
+        last = (out.stdout.strip().splitlines() or ["(no output)"])[-1]
+        row(f"adapter overhead ({script})", last)
+
+
+def markdown(command: str) -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    lines = [
+        "| measurement | figure | verdict |",
+        "|---|---|---|",
+        *[f"| {what} | {figure} | {verdict} |" for what, figure, verdict in ROWS],
+    ]
+    return "\n".join(
+        [
+            f"Measured {datetime.now(UTC).date()} with `{command}` on {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}, quant-strategy-manager {version('quant-strategy-manager')}.",
+            "",
+            *lines,
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N, shorter idle window")
+    parser.add_argument("--markdown", type=Path, help="also write the results table to this file")
+    parser.add_argument("--idle-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.idle_child:
+        n, seconds, data_dir = args.idle_child
+        print(json.dumps(idle_child(int(n), float(seconds), data_dir)))
+        return
+    sizes = [100, 1000] if args.quick else [100, 1000, 5000]
+    with tempfile.TemporaryDirectory() as folder, wire_server() as uri:
+        tmp = Path(folder)
+        bench_cold_start(sizes, tmp, uri)
+        bench_hot_reload(tmp, 50 if args.quick else 200, uri)
+        bench_idle(tmp, 10 if args.quick else 60)
+        bench_snapshot(tmp, 1000)
+    bench_schedule(1000)
+    bench_engines()
+    bench_adapters(args.quick)
+    if args.markdown:
+        command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+        args.markdown.write_text(markdown(command))
+        print(f"wrote {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
