@@ -329,7 +329,8 @@ def bench_engines() -> None:
             (
                 "import sys\nfrom click.testing import CliRunner\nfrom strategy_manager.cli import cli\n"
                 "CliRunner().invoke(cli, ['engines', '--json'])\n"
-                "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'vnpy', 'PySide6', 'backtrader', 'pandas'})\n"
+                "heavy = sorted({m.split('.')[0] for m in sys.modules}\n"
+        "               & {'vnpy', 'PySide6', 'backtrader', 'pandas'})\n"
                 "print(len(sys.modules), heavy)"
             ),
         ],
