@@ -162,14 +162,14 @@ def bench_hot_reload(tmp: Path, changes: int, mongo_uri: str | None) -> None:
         store = open_store(settings)
         fill(store, 20)
         started = threading.Event()
-        orch = MultiStrategyOrchestrator(
-            settings,
-            store,
-            registry(settings),
-            on_event=lambda k, i, d: started.set() if k == "started" and i == "bench:S00000.SH:k" else None,
-        )
+
+        def on_event(kind: str, ident: str, detail: str, started: threading.Event = started) -> None:
+            if kind == "started" and ident == "bench:S00000.SH:k":
+                started.set()
+
+        orch = MultiStrategyOrchestrator(settings, store, registry(settings), on_event=on_event)
         orch.start()
-        wait_until(lambda: all_running(orch, 20), 30)
+        wait_until(lambda orch=orch: all_running(orch, 20), 30)
         notifications = "change stream" if store.watch() is not None else "polling"
         latencies = []
         for i in range(changes):
@@ -373,7 +373,8 @@ def markdown(command: str) -> str:
     return "\n".join(
         [
             f"Measured {datetime.now(UTC).date()} with `{command}` on {os.cpu_count()} cores ({cpu}), "
-            f"Python {platform.python_version()}, quant-strategy-manager {version('quant-strategy-manager')}.",
+            f"Python {platform.python_version()}, "
+            f"quant-strategy-manager {version('quant-strategy-manager')}.",
             "",
             *lines,
             "",
