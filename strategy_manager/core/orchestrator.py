@@ -170,7 +170,6 @@ class MultiStrategyOrchestrator:
         if anchor is not None:  # a simulated clock starts its day now that we are ready
             anchor()
         try:
-            self._dead_owners = dead_local_owners(r.owner for r in self.store.read_status())
             self._reconcile_if_changed(self.clock.now(), force=True)
         except StoreError as exc:
             log.error("store unavailable at start, retrying: %s", exc)
@@ -313,6 +312,18 @@ class MultiStrategyOrchestrator:
         held = self.store.claim(
             wanted, self.owner, self.wall.now(), self.settings.lease_seconds, steal_from=self._dead_owners
         )
+        missing = [i for i in wanted if i not in held]
+        if missing:  # held by a process of this host that no longer exists? take them now
+            dead = dead_local_owners(self.store.lease_holders(missing).values()) - self._dead_owners
+            if dead:
+                self._dead_owners |= dead
+                held |= self.store.claim(
+                    missing,
+                    self.owner,
+                    self.wall.now(),
+                    self.settings.lease_seconds,
+                    steal_from=self._dead_owners,
+                )
         for slot in self.slots.values():
             slot.lease = held.get(slot.id)
             if slot.lease is not None or slot.spec is None or not slot.spec.enabled:
@@ -704,8 +715,11 @@ class MultiStrategyOrchestrator:
             try:
                 self._save([])
             except StoreError:
-                log.error("the store is unreachable: %d snapshots could not be written before exit "
-                          "(the strategies resume from their previous ones)", len(self._pending))
+                log.error(
+                    "the store is unreachable: %d snapshots could not be written before exit "
+                    "(the strategies resume from their previous ones)",
+                    len(self._pending),
+                )
         self._dirty.update(self.slots)
         self._flush_status()
         held = [s.id for s in self.slots.values() if s.lease is not None]

@@ -362,6 +362,19 @@ class EmbeddedStore:
                 held[sid] = Lease(strategy_id=sid, owner=owner, epoch=epoch, expires_at=expires)
         return held
 
+    def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
+        with self._read() as db:
+            return {
+                sid: row[0]
+                for sid in dict.fromkeys(strategy_ids)
+                if (
+                    row := db.execute(
+                        f"SELECT owner FROM {self._t['leases']} WHERE strategy_id = ?", (sid,)
+                    ).fetchone()
+                )
+                is not None
+            }
+
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
         with self._write() as db:
             db.executemany(

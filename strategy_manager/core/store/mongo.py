@@ -467,6 +467,15 @@ class MongoStore:
                 held[sid] = lease(taken)
         return held
 
+    def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
+        ids = list(dict.fromkeys(strategy_ids))
+        holders: dict[str, str] = {}
+        with self._errors("reading lease holders"):
+            for start in range(0, len(ids), IN_BATCH):
+                for doc in self._leases.find({"_id": {"$in": ids[start : start + IN_BATCH]}}, {"owner": 1}):
+                    holders[doc["_id"]] = str(doc.get("owner") or "")
+        return holders
+
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
         with self._errors(f"releasing leases of {owner}"):
             ids = list(strategy_ids)

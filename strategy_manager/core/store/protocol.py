@@ -135,6 +135,10 @@ class Store(Protocol):
         ``owner`` now holds. Taking a lease from someone else increments its epoch."""
         ...
 
+    def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
+        """The current (or last) owner of each leased id; ids never leased are absent."""
+        ...
+
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
         """Give up ``owner``'s leases (expire them now); others' are untouched."""
         ...
