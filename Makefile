@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench soak clean
 
 demo: $(STAMP)
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
@@ -35,7 +35,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --markdown docs/benchmarks-latest.md
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .qsm

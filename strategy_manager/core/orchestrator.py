@@ -32,7 +32,7 @@ from attrs import define, field
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.context import EngineContext, safe_dirname
-from strategy_manager.core.errors import QsmError, StoreError
+from strategy_manager.core.errors import HookError, QsmError, StoreError
 from strategy_manager.core.lifecycle import LifecycleManager
 from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
@@ -560,8 +560,11 @@ class MultiStrategyOrchestrator:
                 else:
                     self._failure(slot, payload[1], now)
             elif kind == "stopped":
-                _, final, forget = payload
-                if forget and final is not WorkerState.FAILED:
+                worker, final, forget = payload
+                if isinstance(worker.error, HookError):  # a stop that hung or left threads behind
+                    slot.reason = _without_prefix(str(worker.error), ident)
+                    self._emit("warning", ident, slot.reason)
+                elif forget and final is not WorkerState.FAILED:
                     self._emit("stopped", ident, "snapshot saved")
                 if slot.removed and not _pending(slot):
                     del self.slots[ident]
@@ -663,9 +666,7 @@ class MultiStrategyOrchestrator:
             owner=self.owner,
             heartbeat=self.wall.now(),
             restarts=slot.restarts,
-            last_error=slot.reason
-            if slot.state in (WorkerState.FAILED, WorkerState.BACKOFF, WorkerState.BLOCKED)
-            else None,
+            last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else slot.reason,
             next_transition=phase.next_kind if phase else None,
             next_transition_at=phase.until if phase else None,
             details={

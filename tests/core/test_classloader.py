@@ -11,9 +11,7 @@ from strategy_manager.core.errors import ClassRefused
 def test_a_class_outside_import_paths_and_allow_list_is_refused_before_import(tmp_path):
     loader = ClassLoader([str(tmp_path)], ["mypkg"])
     sys.modules.pop("wave", None)
-    with pytest.raises(
-        ClassRefused, match=r"engine_class 'wave\.open' refused: module 'wave' is neither"
-    ):
+    with pytest.raises(ClassRefused, match=r"engine_class 'wave\.open' refused: module 'wave' is neither"):
         loader.load("wave.open")
     assert "wave" not in sys.modules
 

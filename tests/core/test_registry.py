@@ -41,16 +41,12 @@ def test_a_valid_plugin_is_ok_and_resolves_to_its_own_hooks_only():
 
 def test_unknown_engine_error_names_it_and_lists_installed_ones():
     reg = registry(ep("good", f"{MOD}:good"), ep("other", f"{MOD}:other"))
-    with pytest.raises(
-        EngineNotFound, match=r"engine 'nope' is not installed \(installed: good, other\)"
-    ):
+    with pytest.raises(EngineNotFound, match=r"engine 'nope' is not installed \(installed: good, other\)"):
         reg.resolve("nope")
 
 
 def test_two_distributions_claiming_one_name_are_reported_and_the_rest_still_resolve():
-    reg = registry(
-        ep("twin", f"{MOD}:good"), ep("twin", f"{MOD}:other"), ep("other", f"{MOD}:other")
-    )
+    reg = registry(ep("twin", f"{MOD}:good"), ep("twin", f"{MOD}:other"), ep("other", f"{MOD}:other"))
     twins = [e for e in reg.entries() if e.name == "twin"]
     assert [e.status for e in twins] == ["conflict", "conflict"]
     with pytest.raises(

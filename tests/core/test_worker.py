@@ -85,9 +85,7 @@ def test_an_unserializable_snapshot_names_the_key_and_keeps_the_previous(tmp_pat
     worker, saved = make_worker(tmp_path, "tests.core.user_engines.Unserializable")
     saved.append({"count": 3})
     worker.start()
-    with pytest.raises(
-        SnapshotError, match=r"u:600000.SH:k: snapshot value at \$.opened.at is a object"
-    ):
+    with pytest.raises(SnapshotError, match=r"u:600000.SH:k: snapshot value at \$.opened.at is a object"):
         worker.snapshot()
     worker.stop()  # the failed save is logged; the stop still happens
     assert saved == [{"count": 3}]
@@ -97,6 +95,7 @@ def test_an_unserializable_snapshot_names_the_key_and_keeps_the_previous(tmp_pat
 def test_a_stop_that_hangs_is_abandoned_after_the_deadline(tmp_path):
     from tests.core.user_engines import HangsInStop
 
+    HangsInStop.release.clear()
     worker, _ = make_worker(tmp_path, "tests.core.user_engines.HangsInStop", stop_timeout=0.2)
     worker.start()
     t0 = time.monotonic()
@@ -137,3 +136,16 @@ def test_an_engine_thread_that_finishes_is_reported(tmp_path):
     assert worker.state is WorkerState.FINISHED
     worker.stop()
     assert worker.state is WorkerState.FINISHED
+
+
+def test_an_engine_thread_that_outlives_stop_is_reported(tmp_path):
+    from tests.core.user_engines import Stubborn
+
+    Stubborn.release.clear()
+    worker, _ = make_worker(tmp_path, "tests.core.user_engines.Stubborn", stop_timeout=0.3)
+    worker.start()
+    t0 = time.monotonic()
+    worker.stop(save_state=False)
+    assert time.monotonic() - t0 < 2
+    assert "engine threads still running after stop: u:600000.SH:k/run" in str(worker.error)
+    Stubborn.release.set()

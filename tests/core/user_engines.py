@@ -75,3 +75,13 @@ class SeedWorker(StrategyWorker):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.ticks = state["ticks"]
+
+
+class Stubborn(SeedWorker):
+    """Ignores the stop event: its thread outlives the stop, and must be reported."""
+
+    release = threading.Event()
+
+    def run(self) -> None:
+        self._state = WorkerState.RUNNING
+        Stubborn.release.wait(30)

@@ -38,7 +38,9 @@ class KillReport:
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "strategy_manager.cli", "run", "--poll-interval", "0.1"],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -49,8 +51,16 @@ def run_kills(folder: Path, kills: int, strategies: int = 5, seed: int = 1) -> K
     store = open_store(Settings(data_dir=str(data)))
     ids = []
     for i in range(strategies):
-        store.upsert_strategy({"user_id": "kill", "symbol": f"K{i}", "strategy_key": "k", "engine": "demo",
-                               "params": {"bar_seconds": 0.01}, "schedule": {"mode": "always"}})
+        store.upsert_strategy(
+            {
+                "user_id": "kill",
+                "symbol": f"K{i}",
+                "strategy_key": "k",
+                "engine": "demo",
+                "params": {"bar_seconds": 0.01},
+                "schedule": {"mode": "always"},
+            }
+        )
         ids.append(f"kill:K{i}:k")
     report = KillReport()
     log = folder / "orchestrator.log"
@@ -70,8 +80,12 @@ def run_kills(folder: Path, kills: int, strategies: int = 5, seed: int = 1) -> K
             owner_suffix = f":{proc.pid}"
             while time.monotonic() - t0 < RESTART_LIMIT * 3:
                 status = {r.strategy_id: r for r in store.read_status()}
-                if all(i in status and status[i].state == "RUNNING" and (status[i].owner or "")
-                       .endswith(owner_suffix) for i in ids):
+                if all(
+                    i in status
+                    and status[i].state == "RUNNING"
+                    and (status[i].owner or "").endswith(owner_suffix)
+                    for i in ids
+                ):
                     break
                 time.sleep(0.05)
             elapsed = time.monotonic() - t0

@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
 from strategy_manager.core.clock import SystemClock
-from strategy_manager.core.errors import StoreError
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
 from strategy_manager.core.worker import WorkerState
+from tests.reliability.faults import FlakyStore
 
 IDS = [f"u:S{i}:k" for i in range(3)]
-
-
-class FlakyStore:
-    """The real store behind a switch: while ``down``, every call fails as a lost
-    connection does (StoreError), and ``failed`` counts the calls refused."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.down, self.failed = inner, False, 0
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target):
-            return target
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
-                self.failed += 1
-                raise StoreError(f"embedded store: {name}: disk unavailable (injected)")
-            return target(*args, **kwargs)
-
-        return call
 
 
 def wait(predicate, timeout, what):
