@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import random
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,9 +32,11 @@ from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.context import EngineContext, safe_dirname
 from strategy_manager.core.errors import HookError, QsmError, StoreError
 from strategy_manager.core.lifecycle import LifecycleManager
+from strategy_manager.core.ownership import Leases, default_owner
 from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings
+from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
 from strategy_manager.core.store import Lease, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.worker import EngineWorker, WorkerState
@@ -100,7 +100,8 @@ class MultiStrategyOrchestrator:
         self.wall = SystemClock()
         self.lifecycle = LifecycleManager(settings)
         self.on_event = on_event
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = owner or default_owner()
+        self.leases = Leases(store, self.owner, settings.lease_seconds)
         self.slots: dict[str, Slot] = {}
         self.classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
         self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
@@ -109,13 +110,7 @@ class MultiStrategyOrchestrator:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._force = False
-        #: Snapshots the store could not take yet, newest per strategy, and their retry.
-        self._pending: dict[str, SnapshotWrite] = {}
-        self._pending_lock = threading.Lock()
-        self._retry_at = 0.0
-        self._store_failures = 0
-        #: Owners on this host whose process is gone: their leases need not expire.
-        self._dead_owners: frozenset[str] = frozenset()
+        self.snapshots = SnapshotWriter(store, settings.backoff_base, settings.backoff_cap)
         self._seen_token: Hashable = object()
         self._dirty: set[str] = set()
         self.reconciles = 0
@@ -242,7 +237,7 @@ class MultiStrategyOrchestrator:
                 if changed or first or (schedule_at is not None and now >= schedule_at):
                     self._apply_schedule(now)
                     schedule_at, first = self._next_schedule(now), False
-                self._retry_pending(mono)
+                self.snapshots.retry(mono)
                 if now >= next_snapshot:
                     next_snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
                     self.snapshot_all()
@@ -309,21 +304,7 @@ class MultiStrategyOrchestrator:
         without a snapshot: the new owner's state wins.
         """
         wanted = [s.id for s in self.slots.values() if s.spec is not None and s.spec.enabled]
-        held = self.store.claim(
-            wanted, self.owner, self.wall.now(), self.settings.lease_seconds, steal_from=self._dead_owners
-        )
-        missing = [i for i in wanted if i not in held]
-        if missing:  # held by a process of this host that no longer exists? take them now
-            dead = dead_local_owners(self.store.lease_holders(missing).values()) - self._dead_owners
-            if dead:
-                self._dead_owners |= dead
-                held |= self.store.claim(
-                    missing,
-                    self.owner,
-                    self.wall.now(),
-                    self.settings.lease_seconds,
-                    steal_from=self._dead_owners,
-                )
+        held = self.leases.claim(wanted, self.wall.now())
         for slot in self.slots.values():
             slot.lease = held.get(slot.id)
             if slot.lease is not None or slot.spec is None or not slot.spec.enabled:
@@ -438,8 +419,8 @@ class MultiStrategyOrchestrator:
             return snap.state if snap else None
 
         def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
-            with contextlib.suppress(StoreError):  # kept and retried by _retry_pending
-                self._save([self._snapshot_write(slot, state)])
+            with contextlib.suppress(StoreError):  # kept and retried by the snapshot writer
+                self.snapshots.save([self._snapshot_write(slot, state)])
 
         return EngineWorker(
             spec,
@@ -615,8 +596,8 @@ class MultiStrategyOrchestrator:
             if state is not None:
                 writes.append(self._snapshot_write(slot, state, now))
         if writes:
-            with contextlib.suppress(StoreError):  # kept and retried by _retry_pending
-                self._save(writes)
+            with contextlib.suppress(StoreError):  # kept and retried by the snapshot writer
+                self.snapshots.save(writes)
         return len(writes)
 
     def _snapshot_write(
@@ -625,37 +606,6 @@ class MultiStrategyOrchestrator:
         lease = (slot.lease.owner, slot.lease.epoch) if slot.lease is not None else None
         engine = slot.engine or (slot.spec.engine if slot.spec else "")
         return SnapshotWrite(slot.id, engine, state, now or self.clock.now(), lease=lease)
-
-    def _save(self, writes: list[SnapshotWrite]) -> None:
-        """Write snapshots; if the store is unreachable, keep the newest per strategy
-        and retry with backoff (``_retry_pending``) until they land."""
-        with self._pending_lock:
-            for write in writes:
-                self._pending[write.strategy_id] = write
-            batch = list(self._pending.values())
-            self._pending.clear()
-        try:
-            self.store.save_snapshots(batch)
-        except StoreError as exc:
-            with self._pending_lock:
-                for write in batch:  # a newer snapshot taken meanwhile wins
-                    self._pending.setdefault(write.strategy_id, write)
-            log.error("snapshot write failed, %d kept for retry: %s", len(batch), exc)
-            raise
-        except QsmError as exc:  # not encodable, or fenced off: retrying cannot help
-            log.error("snapshot write failed: %s", exc)
-
-    def _retry_pending(self, mono: float) -> None:
-        if not self._pending or mono < self._retry_at:
-            return
-        try:
-            self._save([])
-        except StoreError:
-            self._store_failures += 1
-            cap = min(self.settings.backoff_cap, self.settings.backoff_base * 2**self._store_failures)
-            self._retry_at = mono + random.uniform(0, cap)
-        else:
-            self._store_failures = 0
 
     def _status(self, slot: Slot) -> StatusRecord:
         phase = slot.phase
@@ -712,43 +662,26 @@ class MultiStrategyOrchestrator:
         for t in stops:
             t.join(max(0.0, deadline - time.monotonic()))
         self._drain_events(self.clock.now())
-        if self._pending:
+        if len(self.snapshots):
             try:
-                self._save([])
+                self.snapshots.save([])
             except StoreError:
                 log.error(
                     "the store is unreachable: %d snapshots could not be written before exit "
                     "(the strategies resume from their previous ones)",
-                    len(self._pending),
+                    len(self.snapshots),
                 )
         self._dirty.update(self.slots)
         self._flush_status()
         held = [s.id for s in self.slots.values() if s.lease is not None]
         if held:  # a successor need not wait for the leases to expire
             try:
-                self.store.release(held, self.owner)
+                self.leases.release(held)
             except QsmError as exc:
                 log.error("could not release leases: %s", exc)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-
-def dead_local_owners(owners: Iterable[str | None]) -> frozenset[str]:
-    """Owners ``host:pid`` on this host whose process no longer exists."""
-    host = socket.gethostname()
-    dead = set()
-    for owner in set(owners):
-        name, _, pid = (owner or "").rpartition(":")
-        if name != host or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            dead.add(owner)
-        except PermissionError:  # alive, someone else's
-            pass
-    return frozenset(o for o in dead if o)
 
 
 def _without_prefix(message: str, ident: str) -> str:

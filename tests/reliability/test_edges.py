@@ -76,7 +76,7 @@ def test_a_second_orchestrator_takes_over_after_the_first_ones_lease_expires(tmp
         stale = first._snapshot_write(
             first.slots["u:A:k"], {"bar": -1, "cash": 0.0, "position": 0, "trades": 0, "window": []}
         )
-        first._save([stale])
+        first.snapshots.save([stale])
         assert store.latest_snapshot("u:A:k") is None or store.latest_snapshot("u:A:k").state["bar"] != -1
     finally:
         second.stop()
