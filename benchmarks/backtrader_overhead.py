@@ -35,8 +35,16 @@ def plain(csv: Path) -> float:
     started = time.perf_counter()
     cerebro = bt.Cerebro()
     feed = bt.feeds.GenericCSVData(
-        dataname=str(csv), dtformat=datetime.fromisoformat,
-        datetime=0, time=-1, open=1, high=2, low=3, close=4, volume=5, openinterest=-1,
+        dataname=str(csv),
+        dtformat=datetime.fromisoformat,
+        datetime=0,
+        time=-1,
+        open=1,
+        high=2,
+        low=3,
+        close=4,
+        volume=5,
+        openinterest=-1,
     )
     cerebro.adddata(feed, name="BENCH")
     cerebro.addstrategy(bt.strategies.SMA_CrossOver, **PARAMS)
@@ -47,15 +55,23 @@ def plain(csv: Path) -> float:
 
 
 def adapter(csv: Path, workdir: Path) -> float:
-    spec = parse_strategy({
-        "user_id": "bench", "symbol": "BENCH", "strategy_key": "sma", "engine": "backtrader",
-        "engine_class": "backtrader.strategies.SMA_CrossOver",
-        "params": {**PARAMS, "backtrader": {
-            "feed": {"csv": str(csv)},
-            "commission": {"commission": COMMISSION},
-            "sizer": {"factory": "backtrader.sizers:FixedSize", "kwargs": {"stake": STAKE}},
-        }},
-    })
+    spec = parse_strategy(
+        {
+            "user_id": "bench",
+            "symbol": "BENCH",
+            "strategy_key": "sma",
+            "engine": "backtrader",
+            "engine_class": "backtrader.strategies.SMA_CrossOver",
+            "params": {
+                **PARAMS,
+                "backtrader": {
+                    "feed": {"csv": str(csv)},
+                    "commission": {"commission": COMMISSION},
+                    "sizer": {"factory": "backtrader.sizers:FixedSize", "kwargs": {"stake": STAKE}},
+                },
+            },
+        }
+    )
     context = EngineContext(spec=spec, data_dir=workdir, classes=ClassLoader((), plugin.CLASS_PREFIXES))
     started = time.perf_counter()
     engine = plugin.qsm_create_engine(spec=spec, context=context)

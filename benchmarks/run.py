@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import contextlib
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -133,7 +134,7 @@ def cold_start(settings: Settings, n: int) -> tuple[float, str]:
     return (elapsed if ok else float("inf")), f"{lists} list queries in {reconciles} reconciles"
 
 
-def bench_cold_start(sizes: list[int], tmp: Path, mongo_uri: str | None) -> None:
+def bench_cold_start(sizes: list[int], tmp: Path, mongo_uri: str | None, mongo_max: int) -> None:
     targets = {1000: 2.0, 5000: 10.0}
     for n in sizes:
         settings = Settings(data_dir=str(tmp / f"cold{n}"), poll_interval=0.2)
@@ -145,7 +146,7 @@ def bench_cold_start(sizes: list[int], tmp: Path, mongo_uri: str | None) -> None
             f"< {target} s" if target else None,
             elapsed < target if target else None,
         )
-        if mongo_uri is not None:
+        if mongo_uri is not None and n <= mongo_max:
             mongo = attrs.evolve(settings, mongo_uri=mongo_uri, mongo_db=f"cold{n}")
             elapsed, lists = cold_start(mongo, n)
             row(f"cold start, {n} no-op strategies, MongoDB wire server", f"{elapsed:.2f} s, {lists}")
@@ -330,7 +331,7 @@ def bench_engines() -> None:
                 "import sys\nfrom click.testing import CliRunner\nfrom strategy_manager.cli import cli\n"
                 "CliRunner().invoke(cli, ['engines', '--json'])\n"
                 "heavy = sorted({m.split('.')[0] for m in sys.modules}\n"
-        "               & {'vnpy', 'PySide6', 'backtrader', 'pandas'})\n"
+                "               & {'vnpy', 'PySide6', 'backtrader', 'pandas'})\n"
                 "print(len(sys.modules), heavy)"
             ),
         ],
@@ -386,6 +387,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller N, shorter idle window")
     parser.add_argument("--markdown", type=Path, help="also write the results table to this file")
+    parser.add_argument("--mongo-uri", help="a real MongoDB to measure instead of the mongoeco wire server")
+    parser.add_argument(
+        "--mongo-max",
+        type=int,
+        default=1000,
+        help="largest N for cold start on MongoDB (the wire server is slow per query)",
+    )
     parser.add_argument("--idle-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.idle_child:
@@ -393,9 +401,10 @@ def main() -> None:
         print(json.dumps(idle_child(int(n), float(seconds), data_dir)))
         return
     sizes = [100, 1000] if args.quick else [100, 1000, 5000]
-    with tempfile.TemporaryDirectory() as folder, wire_server() as uri:
+    server = contextlib.nullcontext(args.mongo_uri) if args.mongo_uri else wire_server()
+    with tempfile.TemporaryDirectory() as folder, server as uri:
         tmp = Path(folder)
-        bench_cold_start(sizes, tmp, uri)
+        bench_cold_start(sizes, tmp, uri, args.mongo_max)
         bench_hot_reload(tmp, 50 if args.quick else 200, uri)
         bench_idle(tmp, 10 if args.quick else 60)
         bench_snapshot(tmp, 1000)
