@@ -10,6 +10,7 @@ shared machine are noisy, and a test must not fail on noise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import contextlib
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version
