@@ -90,3 +90,58 @@ def test_reconcile_survives_any_batch_and_the_valid_document_is_unaffected(batch
     for ident, other in orch.slots.items():
         if other.state is WorkerState.BLOCKED:
             assert other.reason, ident
+
+
+HOSTILE = [
+    {"symbol": "T1", "engine": "demo", "params": {"fast": "three"}},  # the engine rejects it
+    {"symbol": "T2", "engine": "python", "engine_class": "os.system"},  # outside the allow-list
+    {"symbol": "T3", "engine": "nope"},  # unknown engine
+    {"symbol": "T4", "engine": "demo", "enabled": "yes"},  # wrong type
+    {"symbol": "T5", "engine": "demo", "schedule": {"mode": "sometimes"}},  # bad schedule
+    {"symbol": "T6", "engine": "demo", "params": {"blob": "x" * 2_000_000}},  # huge
+    {"symbol": "T7", "engine": "demo", "params": deep(100)},  # deep
+    {"symbol": "T8", "engine": 42},  # wrong type
+]
+
+
+def test_hostile_documents_in_the_store_surface_in_status_and_the_valid_one_runs(tmp_path):
+    import time
+
+    from strategy_manager.core.clock import SystemClock
+    from strategy_manager.core.store import open_store
+
+    settings = Settings(
+        data_dir=str(tmp_path), poll_interval=0.05, restart_max=1, backoff_base=0.01, backoff_cap=0.02
+    )
+    store = open_store(settings)
+    store.upsert_strategy({**VALID, "params": {"bar_seconds": 0.01}, "schedule": {"mode": "always"}})
+    for doc in HOSTILE:
+        store.upsert_strategy({"user_id": "u", "strategy_key": "bad", "schedule": {"mode": "always"}, **doc})
+    orch = MultiStrategyOrchestrator(settings, store, clock=SystemClock())
+    orch.start()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            status = {r.strategy_id: r for r in store.read_status()}
+            settled = all(
+                status.get(f"u:{d['symbol']}:bad")
+                and status[f"u:{d['symbol']}:bad"].state in ("BLOCKED", "FAILED")
+                for d in HOSTILE
+            )
+            if settled and status.get("u:600000.SH:ok") and status["u:600000.SH:ok"].state == "RUNNING":
+                break
+            assert time.monotonic() < deadline, {k: (v.state, v.last_error) for k, v in status.items()}
+            time.sleep(0.05)
+    finally:
+        orch.stop()
+    reasons = {ident: status[ident].last_error for ident in status}
+    assert "fast" in reasons["u:T1:bad"]
+    assert "refused" in reasons["u:T2:bad"]
+    assert "engine 'nope' is not installed" in reasons["u:T3:bad"]
+    assert "field 'enabled'" in reasons["u:T4:bad"]
+    assert "field 'schedule.mode'" in reasons["u:T5:bad"]
+    assert "bytes, the limit is" in reasons["u:T6:bad"]
+    assert "nested deeper than" in reasons["u:T7:bad"]
+    assert "field 'engine'" in reasons["u:T8:bad"]
+    assert all("\n" not in r for r in reasons.values() if r)
+    assert store.get_strategy("u:T6:bad")["params"]["blob"] == "x" * 2_000_000  # nothing rewritten
