@@ -13,19 +13,22 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from strategy_manager.core.clock import SystemClock
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
-from tests.reliability.faults import FlakyStore
+from tests.reliability.faults import FlakyStore, TcpRelay
 from tests.reliability.kills import run_kills
 
 
-def outage(folder: Path, seconds: float, strategies: int = 5) -> dict[str, int]:
-    settings = Settings(
-        data_dir=str(folder), poll_interval=0.1, snapshot_interval=1.0, backoff_base=0.1, backoff_cap=2.0
-    )
+def outage(
+    settings: Settings, seconds: float, store: Any, cut: Any, heal: Any, strategies: int = 5
+) -> dict[str, int]:
+    """Strategies run, the store becomes unreachable for ``seconds`` (``cut``), then
+    comes back (``heal``): count what kept running and what was lost."""
     real = open_store(settings)
     ids = []
     for i in range(strategies):
@@ -40,20 +43,19 @@ def outage(folder: Path, seconds: float, strategies: int = 5) -> dict[str, int]:
             }
         )
         ids.append(f"out:O{i}:k")
-    store = FlakyStore(real)
-    orch = MultiStrategyOrchestrator(settings, store, clock=SystemClock())  # type: ignore[arg-type]
+    orch = MultiStrategyOrchestrator(settings, store, clock=SystemClock())
     orch.start()
     try:
         while not all(orch.slots.get(i) and orch.slots[i].running for i in ids):
             time.sleep(0.05)
         orch.snapshot_all()
-        store.down = True
+        cut()
         time.sleep(seconds)
         alive = all(orch.slots[i].running for i in ids) and orch._thread is not None
         bars = {i: orch.slots[i].worker.snapshot()["bar"] for i in ids}  # type: ignore[union-attr]
         orch.snapshot_all()
-        store.down = False
-        deadline = time.monotonic() + 30
+        heal()
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(
             real.latest_snapshot(i).state["bar"] >= bars[i]
             for i in ids  # type: ignore[union-attr]
@@ -62,7 +64,43 @@ def outage(folder: Path, seconds: float, strategies: int = 5) -> dict[str, int]:
         lost = sum(1 for i in ids if real.latest_snapshot(i).state["bar"] < bars[i])  # type: ignore[union-attr]
     finally:
         orch.stop()
-    return {"faults": store.failed, "strategies": len(ids), "lost": lost, "kept_running": int(alive)}
+    return {"strategies": len(ids), "lost": lost, "kept_running": int(alive)}
+
+
+def embedded_outage(folder: Path, seconds: float) -> dict[str, int]:
+    settings = Settings(
+        data_dir=str(folder), poll_interval=0.1, snapshot_interval=1.0, backoff_base=0.1, backoff_cap=2.0
+    )
+    flaky = FlakyStore(open_store(settings))
+    result = outage(
+        settings, seconds, flaky, lambda: setattr(flaky, "down", True), lambda: setattr(flaky, "down", False)
+    )
+    return result | {"faults": flaky.failed}
+
+
+def mongo_outage(folder: Path, seconds: float) -> dict[str, int]:
+    from mongoeco._pytest_runtime import ProxyThread
+
+    server = ProxyThread("sqlite", folder, "7.0", "auto-installed")
+    target = urlsplit(server.start())
+    relay = TcpRelay((target.hostname or "127.0.0.1", target.port or 0))
+    try:
+        port = relay.up()
+        settings = Settings(
+            data_dir=str(folder),
+            mongo_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true",
+            mongo_db="soak",
+            mongo_timeout_ms=500,
+            poll_interval=0.1,
+            snapshot_interval=1.0,
+            backoff_base=0.1,
+            backoff_cap=2.0,
+        )
+        result = outage(settings, seconds, open_store(settings), relay.down, relay.up)
+    finally:
+        relay.down()
+        server.close()
+    return result | {"faults": 1}
 
 
 def main() -> None:
@@ -74,18 +112,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         kills = run_kills(Path(folder) / "kills", args.kills, seed=int(time.time()))
         print(kills)
-        out = outage(Path(folder) / "outage", args.outage)
-        print(out)
+        (Path(folder) / "embedded").mkdir()
+        (Path(folder) / "mongo").mkdir()
+        outages = {
+            f"embedded store unavailable for {args.outage:.0f} s (every call fails)": embedded_outage(
+                Path(folder) / "embedded", args.outage
+            ),
+            f"network to MongoDB (wire server) cut for {args.outage:.0f} s": mongo_outage(
+                Path(folder) / "mongo", args.outage
+            ),
+        }
+        print(outages)
     ok = not kills.problems and kills.duplicates == kills.snapshots_lost == kills.corrupt == 0
-    ok = ok and out["lost"] == 0 and out["kept_running"] == 1
+    ok = ok and all(o["lost"] == 0 and o["kept_running"] == 1 for o in outages.values())
     table = "\n".join(
         [
             "| scenario | runs | faults injected | strategies restored or kept | duplicates seen | snapshots lost |",
             "|---|---|---|---|---|---|",
             f"| SIGKILL of the orchestrator at random moments, then restart | {kills.kills} | {kills.kills} "
             f"| {kills.restored} | {kills.duplicates} | {kills.snapshots_lost + kills.corrupt} |",
-            f"| store unavailable for {args.outage:.0f} s while 5 strategies run | 1 | {out['faults']} "
-            f"| {out['strategies']} | 0 | {out['lost']} |",
+            *[
+                f"| {name}, 5 strategies running | 1 | {o['faults']} | {o['strategies']} | 0 | {o['lost']} |"
+                for name, o in outages.items()
+            ],
         ]
     )
     page = f"""# Reliability
@@ -103,7 +152,8 @@ What each scenario proves:
 - **SIGKILL**: after every restart each strategy runs again within 5 s, owned by
   the new process alone, restored from the latest snapshot committed before the
   kill; every snapshot decodes and sequence numbers only grow.
-- **Store outage**: the strategies keep trading while every store call fails;
+- **Store outage**: the strategies keep trading while the store is out of reach
+  (every call of the embedded store failing; the TCP connection to MongoDB cut);
   the snapshots taken meanwhile are kept and land when the store is back.
 
 Also in the suite, not counted above: hostile documents (hypothesis), engines that
