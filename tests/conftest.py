@@ -34,3 +34,39 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def pip_install_target(target: Path, *sources: Path) -> Path:
+    """Install distributions from source folders into ``target`` with pip, as a user
+    would install a third-party package; put ``target`` on PYTHONPATH to use them."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, sources),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return target
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

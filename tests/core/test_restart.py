@@ -12,6 +12,7 @@ import pytest
 
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
+from tests.conftest import wait_for
 
 SYMBOLS = ("A", "B", "C")
 
@@ -24,16 +25,6 @@ def spawn(env):
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -56,7 +47,7 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
 
     first = spawn(env)
     try:
-        wait(
+        wait_for(
             lambda: all((s := store.latest_snapshot(i)) and s.seq >= 2 for i in ids),
             30,
             "snapshots from the first process",
@@ -69,7 +60,7 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
     second = spawn(env)
     try:
         t0 = time.monotonic()
-        status = wait(
+        status = wait_for(
             lambda: [
                 r
                 for r in store.read_status()
@@ -78,7 +69,7 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
             20,
             "the restarted workers",
         )
-        wait(
+        wait_for(
             lambda: (
                 len(
                     [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import pip_install_target, run_cli
 
 PLUGIN = """
 from strategy_manager.core.hookspecs import hookimpl
@@ -86,25 +86,7 @@ def installed(tmp_path_factory) -> Path:
             PLUGIN.replace("{name}", "twin").replace("{{", "{").replace("}}", "}"),
         ),
     ]
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            *map(str, folders),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return target
+    return pip_install_target(tmp_path_factory.mktemp("site"), *folders)
 
 
 def test_an_installed_third_party_engine_is_listed_and_resolvable(installed):

@@ -58,12 +58,23 @@ def test_console_blocks_run_as_shown(page: Path, tmp_path: Path, monkeypatch) ->
     for block in blocks:
         new_block = block
         for command, expected in commands(block):
-            run = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
-                                 text=True, timeout=120, check=False)
+            run = subprocess.run(
+                ["bash", "-c", command],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             actual = (run.stdout + run.stderr).rstrip("\n").splitlines()
             if not matches(expected, actual):
-                failures.append(f"$ {command}\n--- expected\n" + "\n".join(expected) +
-                                "\n--- actual\n" + "\n".join(actual))
+                failures.append(
+                    f"$ {command}\n--- expected\n"
+                    + "\n".join(expected)
+                    + "\n--- actual\n"
+                    + "\n".join(actual)
+                )
                 old = "\n".join([f"$ {command}", *expected])
                 new_block = new_block.replace(old, "\n".join([f"$ {command}", *actual]), 1)
         updated = updated.replace(block, new_block, 1)

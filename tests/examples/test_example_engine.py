@@ -13,32 +13,14 @@ import pytest
 
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, pip_install_target, run_cli
 
 EXAMPLE = ROOT / "examples" / "qsm-example-engine"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(EXAMPLE),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return target
+    return pip_install_target(tmp_path_factory.mktemp("site"), EXAMPLE)
 
 
 def test_its_own_tests_pass_against_the_installed_copy(site, tmp_path):

@@ -11,18 +11,10 @@ from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
 from strategy_manager.core.worker import WorkerState
+from tests.conftest import wait_for
 from tests.reliability.faults import FlakyStore
 
 IDS = [f"u:S{i}:k" for i in range(3)]
-
-
-def wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -47,7 +39,7 @@ def test_workers_keep_running_through_an_outage_and_their_writes_land_after(tmp_
     orch = MultiStrategyOrchestrator(settings, store, clock=SystemClock())  # type: ignore[arg-type]
     orch.start()
     try:
-        wait(lambda: all(orch.slots.get(i) and orch.slots[i].running for i in IDS), 10, "workers")
+        wait_for(lambda: all(orch.slots.get(i) and orch.slots[i].running for i in IDS), 10, "workers")
         assert orch.snapshot_all() == len(IDS)
         before = {i: real.latest_snapshot(i) for i in IDS}
         store.down = True
@@ -61,9 +53,11 @@ def test_workers_keep_running_through_an_outage_and_their_writes_land_after(tmp_
         store.down = False
         # The snapshots taken during the outage land once it is over (no new one is due:
         # snapshot_interval is an hour), so nothing of the outage is lost.
-        wait(lambda: all(real.latest_snapshot(i).seq > before[i].seq for i in IDS), 10, "the kept snapshots")
+        wait_for(
+            lambda: all(real.latest_snapshot(i).seq > before[i].seq for i in IDS), 10, "the kept snapshots"
+        )
         assert all(real.latest_snapshot(i).state["bar"] >= bars_in_outage[i] for i in IDS)
-        wait(
+        wait_for(
             lambda: all(r.heartbeat and r.state == "RUNNING" for r in real.read_status()),
             10,
             "status after the outage",

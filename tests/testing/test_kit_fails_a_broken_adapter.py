@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from tests.conftest import pip_install_target
+
 BROKEN = """
 import threading
 from strategy_manager.core.hookspecs import hookimpl
@@ -78,23 +80,7 @@ def report(tmp_path_factory) -> str:
         broken = "qsm_broken"
         """)
     )
-    site = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    site = pip_install_target(tmp_path_factory.mktemp("site"), src)
     work = tmp_path_factory.mktemp("work")
     (work / "test_kit.py").write_text(KIT_TEST)
     result = subprocess.run(
