@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py --markdown docs/benchmarks-latest.md
+	$(BIN)/python benchmarks/run.py
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
