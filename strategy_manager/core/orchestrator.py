@@ -231,9 +231,9 @@ class MultiStrategyOrchestrator:
                     next_poll = mono + self.settings.poll_interval
                     if force:
                         next_resync = mono + self.settings.resync_interval
-                if mono >= next_claim:
-                    self._claim()
+                if mono >= next_claim:  # due times move first, so a store error cannot spin the loop
                     next_claim, changed = mono + self.settings.lease_seconds / 3, True
+                    self._claim()
                 if changed or first or (schedule_at is not None and now >= schedule_at):
                     self._apply_schedule(now)
                     schedule_at, first = self._next_schedule(now), False

@@ -70,3 +70,32 @@ def test_workers_keep_running_through_an_outage_and_their_writes_land_after(tmp_
         history = real.snapshot_history(ident, limit=100)
         seqs = [s.seq for s in history]
         assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+
+
+def test_an_outage_does_not_make_the_control_loop_spin(tmp_path):
+    settings = Settings(data_dir=str(tmp_path), poll_interval=0.1, lease_seconds=0.6)
+    real = open_store(settings)
+    real.upsert_strategy(
+        {
+            "user_id": "u",
+            "symbol": "S",
+            "strategy_key": "k",
+            "engine": "demo",
+            "params": {"bar_seconds": 0.05},
+            "schedule": {"mode": "always"},
+        }
+    )
+    store = FlakyStore(real)
+    orch = MultiStrategyOrchestrator(settings, store, clock=SystemClock())  # type: ignore[arg-type]
+    orch.start()
+    try:
+        wait_for(lambda: orch.slots.get("u:S:k") and orch.slots["u:S:k"].running, 10, "the worker")
+        store.down = True
+        time.sleep(2.0)
+        calls = store.failed
+    finally:
+        store.down = False
+        orch.stop()
+    # Polls back off to every 5 poll intervals while the store is away: a handful of
+    # calls a second, not hundreds.
+    assert 0 < calls < 40, calls
