@@ -175,15 +175,19 @@ def export(app: App) -> None:
     click.echo(transfer.dumps(app.store().list_strategies()))
 
 
+def _set_enabled(app: App, ident: str, enabled: bool) -> None:
+    store = app.store()
+    _found(store, ident)
+    document = store.update_strategy(ident, {"enabled": enabled})
+    click.echo(f"{'enabled' if enabled else 'disabled'} {describe(document)}")
+
+
 @strategies.command()
 @click.argument("ident", metavar="ID")
 @pass_app
 def enable(app: App, ident: str) -> None:
-    """Enable strategy ID."""
-    store = app.store()
-    _found(store, ident)
-    document = store.update_strategy(ident, {"enabled": True})
-    click.echo(f"enabled {describe(document)}")
+    """Enable strategy ID (also clears FAILED: the orchestrator starts it again)."""
+    _set_enabled(app, ident, True)
 
 
 @strategies.command()
@@ -191,10 +195,7 @@ def enable(app: App, ident: str) -> None:
 @pass_app
 def disable(app: App, ident: str) -> None:
     """Disable strategy ID (a running worker is stopped by the orchestrator)."""
-    store = app.store()
-    _found(store, ident)
-    document = store.update_strategy(ident, {"enabled": False})
-    click.echo(f"disabled {describe(document)}")
+    _set_enabled(app, ident, False)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
