@@ -31,6 +31,12 @@ class HookError(EngineError):
     """A plugin's hook raised while driving one strategy."""
 
 
+class EngineHalted(EngineError):
+    """An engine refuses to run until a person looks (say, its restored position
+    disagrees with the broker's). The strategy is marked FAILED at once, without
+    restarts; a change of its document or ``strategies enable`` tries again."""
+
+
 class InvalidStrategy(QsmError):
     """A strategy document failed validation."""
 

@@ -30,7 +30,7 @@ from attrs import define, field
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.context import EngineContext, safe_dirname
-from strategy_manager.core.errors import HookError, QsmError, StoreError
+from strategy_manager.core.errors import EngineHalted, HookError, QsmError, StoreError
 from strategy_manager.core.lifecycle import LifecycleManager
 from strategy_manager.core.ownership import Leases, default_owner
 from strategy_manager.core.registry import EngineRegistry
@@ -560,6 +560,11 @@ class MultiStrategyOrchestrator:
             slot.failures.popleft()
         if slot.worker is not None:  # clean up what the crash left; its state is suspect
             self._submit_stop(slot, WorkerState.FAILED, forget=False, save_state=False)
+        if isinstance(exc, EngineHalted):
+            slot.state = WorkerState.FAILED
+            slot.failed_version = slot.version
+            self._emit("halted", slot.id, _without_prefix(error, slot.id))
+            return
         if len(slot.failures) > self.settings.restart_max:
             slot.state = WorkerState.FAILED
             slot.failed_version = slot.version

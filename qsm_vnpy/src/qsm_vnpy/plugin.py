@@ -1,22 +1,140 @@
-"""Hook implementations for engine `vnpy`. Imports vnpy lazily, inside the hooks."""
+"""Hook implementations for engine ``vnpy``.
+
+Thin on purpose: vnpy (which loads numpy, pandas and talib) and the adapter's
+modules are imported inside the hooks, after :mod:`qsm_vnpy.home` has pointed
+vnpy's folder at our data directory. Importing this module imports no vnpy.
+
+Two kinds of ``engine_class``:
+
+* a ``CtaTemplate`` subclass runs inside vnpy's MainEngine and CtaEngine with the
+  document's gateway (:mod:`qsm_vnpy.cta`);
+* any other class is the user's own real-time engine, constructed as
+  ``Cls(symbol, params)`` and driven by ``start()``/``stop()`` with optional
+  ``snapshot()``/``restore(state)``, as engine ``python`` does.
+"""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strategy_manager.core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from strategy_manager.core.context import EngineContext
+    from strategy_manager.core.spec import StrategySpec
+
+#: Modules whose classes documents may name without configuration.
+CLASS_PREFIXES = ["vnpy_ctastrategy.strategies", "qsm_vnpy.examples"]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _timeout(context: EngineContext, name: str) -> float:
+    return float(context.options.get(name, 5.0))
+
+
+def _is_cta(engine: Any) -> bool:
+    from qsm_vnpy.cta import CtaRunner
+
+    return isinstance(engine, CtaRunner)
 
 
 @hookimpl
 def qsm_engine_info() -> dict[str, Any]:
-    try:
-        engine_version = version("vnpy")
-    except PackageNotFoundError:
-        engine_version = "not installed"
     return {
         "name": "vnpy",
-        "version": engine_version,
-        "capabilities": [],
-        "description": "vnpy adapter (not yet able to run strategies)",
+        "version": _version("vnpy"),
+        "capabilities": ["snapshot", "restore", "cta", "user-engine", "replay-gateway", "resume-check"],
+        "description": (
+            f"vnpy CTA strategies (vnpy_ctastrategy {_version('vnpy_ctastrategy')}) "
+            "on any vnpy gateway, or a user's real-time engine"
+        ),
+        "class_prefixes": CLASS_PREFIXES,
     }
+
+
+@hookimpl
+def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
+    from qsm_vnpy import home
+    from strategy_manager.core.errors import InvalidStrategy
+
+    if not spec.engine_class:
+        raise InvalidStrategy(
+            f"{spec.id}: engine 'vnpy' needs an engine_class (a CtaTemplate subclass or an engine class)"
+        )
+    options = context.options
+    home.prepare(context.data_dir.parent, dict(options.get("settings", {})))
+    cls: Any = context.load_class(spec.engine_class)
+
+    from vnpy_ctastrategy.template import CtaTemplate
+
+    if not (isinstance(cls, type) and issubclass(cls, CtaTemplate)):
+        from strategy_manager.plugins import python_engine
+
+        return python_engine.qsm_create_engine(spec=spec, context=context)
+
+    from qsm_vnpy.cta import CtaRunner
+    from qsm_vnpy.gateways import gateway_class
+    from qsm_vnpy.settings import split_params
+    from qsm_vnpy.symbols import to_vt_symbol
+
+    settings, params = split_params(spec)
+    parameters: list[str] = list(getattr(cls, "parameters", []))
+    unknown = sorted(set(params) - set(parameters))
+    if unknown:
+        raise InvalidStrategy(
+            f"{spec.id}: params {', '.join(unknown)} are not parameters of {cls.__name__} "
+            f"(it has {', '.join(parameters) or 'none'})"
+        )
+    vt_symbol = settings.vt_symbol or to_vt_symbol(spec.symbol, options.get("exchange_map"), spec.id)
+    gateway = gateway_class(settings.gateway.name, settings.gateway.cls, context)
+    secrets = dict(options.get("gateways", {}).get(settings.gateway.name, {}))
+    return CtaRunner(
+        context, settings, cls, params, vt_symbol, gateway, {**secrets, **settings.gateway.setting}
+    )
+
+
+@hookimpl
+def qsm_restore_engine(engine: Any, snapshot: dict[str, Any], context: EngineContext) -> None:
+    if _is_cta(engine):
+        engine.restore(snapshot)
+    else:
+        from strategy_manager.plugins import python_engine
+
+        python_engine.qsm_restore_engine(engine=engine, snapshot=snapshot, context=context)
+
+
+@hookimpl
+def qsm_start_engine(engine: Any, context: EngineContext) -> None:
+    if _is_cta(engine):
+        engine.start()
+    else:
+        from strategy_manager.plugins import python_engine
+
+        python_engine.qsm_start_engine(engine=engine, context=context)
+
+
+@hookimpl
+def qsm_stop_engine(engine: Any, context: EngineContext) -> None:
+    if _is_cta(engine):
+        engine.stop()
+    else:
+        from strategy_manager.plugins import python_engine
+
+        python_engine.qsm_stop_engine(engine=engine, context=context)
+
+
+@hookimpl
+def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] | None:
+    if _is_cta(engine):
+        result: dict[str, Any] | None = engine.snapshot(_timeout(context, "snapshot_timeout"))
+        return result
+    from strategy_manager.plugins import python_engine
+
+    return python_engine.qsm_snapshot_engine(engine=engine, context=context)

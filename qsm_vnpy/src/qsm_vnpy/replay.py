@@ -1,0 +1,481 @@
+"""ReplayGateway: a vnpy gateway that plays a file of 1-minute bars as ticks and fills
+orders against the bars, for paper runs, the demo and the tests.
+
+How a bar is played. Each bar becomes four ticks inside its minute, at :00, :15,
+:30 and :45 seconds, whose prices run open, low, high, close (open, high, low,
+close on a falling bar), so that vnpy's ``BarGenerator`` rebuilds the same bar.
+After the ticks have been handled, the orders working at that moment are crossed
+against the bar, then the next bar is played.
+
+The fill rule is vnpy's ``BacktestingEngine`` in bar mode, so that a strategy
+trades here exactly as in vnpy's backtester. A strategy sees bar *t* when the
+first tick of bar *t+1* arrives (that is how ``BarGenerator`` works), so an order
+it sends from ``on_bar`` of bar *t* is crossed against bar *t+1*:
+
+* a buy limit order fills when its price is at or above the bar's low, at the
+  lower of its price and the bar's open;
+* a sell limit order fills when its price is at or below the bar's high, at the
+  higher of its price and the bar's open;
+* it fills in full; otherwise it keeps working until cancelled.
+
+Only limit orders are accepted (vnpy's CTA engine turns stop orders into limit
+orders when a tick triggers them). Positions are net.
+
+``load_bar`` history: ``query_history`` serves the bars before the replay point
+(the ``start`` setting, or where a restored snapshot left off), covering the span
+the request asks for. Times in requests are ignored otherwise: vnpy asks for "the
+last N days" from the wall clock.
+
+Resuming. The gateway's state (the last bar played, the position, the counters
+and the recent trades) is part of the strategy's snapshot. On a restore the last
+bar played before the snapshot is played again as ticks without crossing, so the
+strategy's ``BarGenerator`` holds the same unfinished bar as before; history ends
+just before it. The strategy then sees the next bars exactly as in an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from vnpy.event import EventEngine
+from vnpy.trader.constant import Direction, Exchange, Interval, OrderType, Product, Status
+from vnpy.trader.gateway import BaseGateway
+from vnpy.trader.object import (
+    AccountData,
+    BarData,
+    CancelRequest,
+    ContractData,
+    HistoryRequest,
+    OrderData,
+    OrderRequest,
+    PositionData,
+    SubscribeRequest,
+    TickData,
+    TradeData,
+)
+
+from qsm_vnpy.bars import Bar, read_bars
+from qsm_vnpy.events import EngineGone, barrier
+from qsm_vnpy.settings import ReplaySettings
+from strategy_manager.core.errors import InvalidStrategy, SnapshotError
+
+TICK_SECONDS = (0, 15, 30, 45)
+STATE_FORMAT = 1
+_STOCK_EXCHANGES = {"SSE", "SZSE", "BSE", "SEHK"}
+
+
+class _Request:
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class ReplayGateway(BaseGateway):
+    default_name = "REPLAY"
+    default_setting: dict[str, str | int | float | bool] = {"csv": "", "start": "", "pace": 0.0}
+    exchanges = list(Exchange)
+
+    def __init__(self, event_engine: EventEngine, gateway_name: str) -> None:
+        super().__init__(event_engine, gateway_name)
+        self.settings: ReplaySettings | None = None
+        self.bars: list[Bar] = []
+        self.symbol = ""
+        self.exchange = Exchange.LOCAL
+        self.position = 0.0
+        self.order_count = 0
+        self.trade_count = 0
+        self.trades: deque[dict[str, Any]] = deque()
+        #: Index of the next bar to play; ``start_index`` is the first bar after history.
+        self.cursor = 0
+        self.start_index = 0
+        self.warm: int | None = None
+        #: Called at a safe point to take the strategy's snapshot (set by the adapter).
+        self.capture: Callable[[], dict[str, Any]] = lambda: self.state()
+        #: The snapshot taken where the replay ended or was stopped.
+        self.final: dict[str, Any] | None = None
+        self.final_error: BaseException | None = None
+        self.holding = threading.Event()
+        #: The core's stop event for this strategy (set by the adapter).
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._active: dict[str, OrderData] = {}
+        self._current: Bar | None = None
+        self._volume = 0.0
+        self._turnover = 0.0
+        self._cv = threading.Condition()
+        self._requests: list[_Request] = []
+        self._stop = False
+        self._ended = False
+        self._started_at = 0
+        self._due: float | None = None
+
+    # -- set-up, by the adapter ----------------------------------------------------
+    def load(self, settings: ReplaySettings, vt_symbol: str, state: dict[str, Any] | None, sid: str) -> None:
+        """Read the file and place the replay point (after a restored state, if any)."""
+        self.settings = settings
+        self.symbol, _, exchange = vt_symbol.rpartition(".")
+        self.exchange = Exchange(exchange)
+        self.bars = read_bars(Path(settings.csv), settings.timezone, sid)
+        times = [b.datetime for b in self.bars]
+        start = settings.start_time()
+        self.start_index = bisect.bisect_left(times, start) if start else 0
+        if self.start_index >= len(self.bars):
+            raise InvalidStrategy(f"{sid}: replay start {settings.start} is after the file's last bar")
+        self.cursor = self.start_index
+        self.history_limit = settings.history_limit
+        if state is not None:
+            self._restore(state, times, sid)
+        if settings.position is not None:
+            self.position = settings.position
+        self.warm = self.cursor - 1 if self.cursor > self.start_index else None
+        self._started_at = self.cursor
+
+    def _restore(self, state: dict[str, Any], times: list[datetime], sid: str) -> None:
+        validate_state(state, sid)
+        last = state["last_bar"]
+        if last is not None:
+            moment = datetime.fromisoformat(last)
+            index = bisect.bisect_left(times, moment)
+            if index >= len(times) or times[index] != moment:
+                raise SnapshotError(f"{sid}: snapshot's last replayed bar {last} is not in the replay file")
+            self.cursor = max(index + 1, self.start_index)
+        self.position = float(state["position"])
+        self.order_count = state["order_count"]
+        self.trade_count = state["trade_count"]
+        self.trades = deque(state["trades"])
+
+    # -- BaseGateway -----------------------------------------------------------------
+    def connect(self, setting: dict[str, Any]) -> None:
+        if self.settings is None:
+            raise RuntimeError("ReplayGateway.load() must come before connect()")
+        product = Product.EQUITY if self.exchange.value in _STOCK_EXCHANGES else Product.FUTURES
+        self.on_contract(
+            ContractData(
+                symbol=self.symbol,
+                exchange=self.exchange,
+                name=self.symbol,
+                product=product,
+                size=self.settings.size,
+                pricetick=self.settings.pricetick,
+                min_volume=1,
+                net_position=True,
+                history_data=True,
+                gateway_name=self.gateway_name,
+            )
+        )
+        self.query_position()
+        self.on_account(AccountData(accountid=self.gateway_name, balance=0.0, gateway_name=self.gateway_name))
+        self.write_log(
+            f"replaying {len(self.bars) - self.cursor} bars of {self.symbol} from {self.settings.csv}"
+        )
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+
+    def subscribe(self, req: SubscribeRequest) -> None:
+        return None
+
+    def send_order(self, req: OrderRequest) -> str:
+        with self._lock:
+            self.order_count += 1
+            order = req.create_order_data(str(self.order_count), self.gateway_name)
+            order.datetime = self._current.datetime if self._current else None
+            if req.type != OrderType.LIMIT:
+                order.status = Status.REJECTED
+                self.write_log(f"order {order.vt_orderid} rejected: the replay takes limit orders only")
+            else:
+                self._active[order.vt_orderid] = order
+            pushed = copy.copy(order)
+        self.on_order(pushed)
+        return order.vt_orderid
+
+    def cancel_order(self, req: CancelRequest) -> None:
+        with self._lock:
+            order = self._active.pop(f"{self.gateway_name}.{req.orderid}", None)
+            if order is None:
+                return
+            order.status = Status.CANCELLED
+            pushed = copy.copy(order)
+        self.on_order(pushed)
+
+    def query_account(self) -> None:
+        return None
+
+    def query_position(self) -> None:
+        self.on_position(
+            PositionData(
+                symbol=self.symbol,
+                exchange=self.exchange,
+                direction=Direction.NET,
+                volume=self.position,
+                gateway_name=self.gateway_name,
+            )
+        )
+
+    def query_history(self, req: HistoryRequest) -> list[BarData]:
+        if req.interval != Interval.MINUTE:
+            self.write_log(f"history of interval {req.interval} asked; the replay has 1-minute bars only")
+            return []
+        cut = self.warm if self.warm is not None else self.start_index
+        if cut == 0:
+            return []
+        until = self.bars[cut].datetime if cut < len(self.bars) else self.bars[-1].datetime
+        span = (req.end - req.start) if req.end else timedelta(days=1)
+        first = bisect.bisect_left([b.datetime for b in self.bars], until - span, 0, cut)
+        return [self._bar_data(b) for b in self.bars[first:cut]]
+
+    # -- the replay thread -----------------------------------------------------------
+    def run(self) -> None:
+        """Play the bars to the end of the file or until stopped (on a spawned thread)."""
+        try:
+            if self.warm is not None:
+                self._play(self.bars[self.warm], cross=False)
+            while self._boundary():
+                if self.cursor >= len(self.bars):
+                    with self._cv:
+                        self._finish()
+                    return
+                self._play(self.bars[self.cursor], cross=True)
+                self.cursor += 1
+        except EngineGone:  # closed under us by a stop that did not wait for the boundary
+            return
+
+    def request(self, fn: Callable[[], Any], timeout: float) -> Any:
+        """Run ``fn`` on the replay thread at its next bar boundary; return its result."""
+        with self._cv:
+            if self._ended:
+                if self.final_error is not None:
+                    raise self.final_error
+                return copy.deepcopy(self.final)
+            request = _Request(fn)
+            self._requests.append(request)
+            self._cv.notify_all()
+            if not self._cv.wait_for(lambda: request.done or self._ended, timeout):
+                self._requests.remove(request)
+                raise SnapshotError(f"no bar boundary within {timeout}s; snapshot not taken")
+            if not request.done:  # ended meanwhile: the final capture is the answer
+                return self.request(fn, timeout)
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _boundary(self) -> bool:
+        """Between two bars: serve requests, stop, hold or pace. False means stop here."""
+        with self._cv:
+            while True:
+                for request in self._requests:
+                    try:
+                        request.result = request.fn()
+                    except BaseException as exc:
+                        request.error = exc
+                    request.done = True
+                self._requests.clear()
+                self._cv.notify_all()
+                if self._stop or self.stop_event.is_set():
+                    self._finish()
+                    return False
+                if self._must_hold():
+                    self.holding.set()
+                    self._cv.wait(0.05)
+                    continue
+                if self._must_wait():
+                    continue
+                return True
+
+    def _finish(self) -> None:
+        try:
+            self.final = self.capture()
+        except BaseException as exc:
+            self.final_error = exc
+        self._ended = True
+        self._cv.notify_all()
+
+    def stop_replay(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+
+    def _must_hold(self) -> bool:
+        hold = self.settings.hold_after_bars if self.settings else None
+        if hold is None:
+            return False
+        return self._started_at - self.start_index < hold <= self.cursor - self.start_index
+
+    def _must_wait(self) -> bool:
+        pace = self.settings.pace if self.settings else 0
+        if not pace:
+            return False
+        now = time.monotonic()
+        if self._due is not None and now < self._due:
+            self._cv.wait(self._due - now)
+            return True
+        self._due = now + 1.0 / pace
+        return False
+
+    def _play(self, bar: Bar, cross: bool) -> None:
+        self._current = bar
+        for tick in self._ticks(bar):
+            self.on_tick(tick)
+        barrier(self.event_engine)
+        if cross:
+            self._cross(bar)
+            barrier(self.event_engine)
+
+    def _ticks(self, bar: Bar) -> list[TickData]:
+        path = (
+            (bar.open, bar.high, bar.low, bar.close)
+            if bar.close < bar.open
+            else (bar.open, bar.low, bar.high, bar.close)
+        )
+        ticks = []
+        for i, (seconds, price) in enumerate(zip(TICK_SECONDS, path, strict=True)):
+            if i == 0:  # the bar's volume arrives with its first tick (BarGenerator adds differences)
+                self._volume += bar.volume
+                self._turnover += bar.turnover
+            ticks.append(
+                TickData(
+                    symbol=self.symbol,
+                    exchange=self.exchange,
+                    datetime=bar.datetime + timedelta(seconds=seconds),
+                    name=self.symbol,
+                    volume=self._volume,
+                    turnover=self._turnover,
+                    open_interest=bar.open_interest,
+                    last_price=price,
+                    gateway_name=self.gateway_name,
+                    bid_price_1=price,
+                    bid_price_2=price,
+                    bid_price_3=price,
+                    bid_price_4=price,
+                    bid_price_5=price,
+                    ask_price_1=price,
+                    ask_price_2=price,
+                    ask_price_3=price,
+                    ask_price_4=price,
+                    ask_price_5=price,
+                    bid_volume_1=1,
+                    ask_volume_1=1,
+                )
+            )
+        return ticks
+
+    def _cross(self, bar: Bar) -> None:
+        with self._lock:
+            working = list(self._active.values())
+        for order in working:
+            if order.status == Status.SUBMITTING:
+                order.status = Status.NOTTRADED
+                self.on_order(copy.copy(order))
+            buy = order.direction == Direction.LONG
+            if buy and not order.price >= bar.low:
+                continue
+            if not buy and not order.price <= bar.high:
+                continue
+            with self._lock:
+                if self._active.pop(order.vt_orderid, None) is None:
+                    continue  # cancelled meanwhile
+                order.traded = order.volume
+                order.status = Status.ALLTRADED
+                self.trade_count += 1
+                price = min(order.price, bar.open) if buy else max(order.price, bar.open)
+                self.position += order.volume if buy else -order.volume
+                trade = TradeData(
+                    symbol=order.symbol,
+                    exchange=order.exchange,
+                    orderid=order.orderid,
+                    tradeid=str(self.trade_count),
+                    direction=order.direction,
+                    offset=order.offset,
+                    price=price,
+                    volume=order.volume,
+                    datetime=bar.datetime,
+                    gateway_name=self.gateway_name,
+                )
+                self._record(trade)
+            self.on_order(copy.copy(order))
+            self.on_trade(trade)
+            self.query_position()
+
+    def _record(self, trade: TradeData) -> None:
+        assert trade.direction is not None and trade.datetime is not None
+        self.trades.append(
+            {
+                "tradeid": trade.tradeid,
+                "orderid": trade.orderid,
+                "direction": trade.direction.value,
+                "offset": trade.offset.value,
+                "price": trade.price,
+                "volume": trade.volume,
+                "datetime": trade.datetime.isoformat(),
+            }
+        )
+        while len(self.trades) > self.history_limit:
+            self.trades.popleft()
+
+    def _bar_data(self, bar: Bar) -> BarData:
+        return BarData(
+            symbol=self.symbol,
+            exchange=self.exchange,
+            datetime=bar.datetime,
+            interval=Interval.MINUTE,
+            open_price=bar.open,
+            high_price=bar.high,
+            low_price=bar.low,
+            close_price=bar.close,
+            volume=bar.volume,
+            turnover=bar.turnover,
+            open_interest=bar.open_interest,
+            gateway_name=self.gateway_name,
+        )
+
+    # -- state -------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The gateway's part of a snapshot; call at a safe point."""
+        played = self.cursor - self.start_index
+        return {
+            "format": STATE_FORMAT,
+            "last_bar": self.bars[self.cursor - 1].datetime.isoformat() if played > 0 else None,
+            "bars": played,
+            "bars_total": len(self.bars) - self.start_index,
+            "position": self.position,
+            "order_count": self.order_count,
+            "trade_count": self.trade_count,
+            "trades": list(self.trades),
+        }
+
+
+def validate_state(state: Any, sid: str) -> None:
+    """Refuse a gateway state of the wrong shape, naming the key."""
+    if not isinstance(state, dict):
+        raise SnapshotError(f"{sid}: snapshot key 'gateway' must be an object")
+    if state.get("format") != STATE_FORMAT:
+        raise SnapshotError(f"{sid}: snapshot key 'gateway.format' is {state.get('format')!r}, expected 1")
+    checks: dict[str, Any] = {
+        "last_bar": (str, type(None)),
+        "position": (int, float),
+        "order_count": int,
+        "trade_count": int,
+        "trades": list,
+    }
+    for key, kind in checks.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SnapshotError(f"{sid}: snapshot key 'gateway.{key}' is missing or of the wrong type")
+    if state["last_bar"] is not None:
+        try:
+            datetime.fromisoformat(state["last_bar"])
+        except ValueError:
+            raise SnapshotError(f"{sid}: snapshot key 'gateway.last_bar' is not a date-time") from None

@@ -1,0 +1,171 @@
+"""The adapter's settings: the ``vnpy`` object inside a document's ``params``.
+
+They live in ``params`` (not beside it) so that changing the gateway or the resume
+policy changes the document's runtime fingerprint and recreates the worker. Every
+other key of ``params`` is a parameter of the strategy class. The format is
+documented in ``qsm_vnpy/README.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import cattrs
+from attrs import define, field
+from cattrs.v import format_exception
+
+from strategy_manager.core.errors import InvalidStrategy
+from strategy_manager.core.spec import StrategySpec, converter
+
+SETTINGS_KEY = "vnpy"
+
+OnMismatch = Literal["halt", "trust_broker", "trust_snapshot"]
+
+
+@define(frozen=True)
+class GatewaySettings:
+    #: The gateway's name in vnpy (``CTP``, ``REPLAY`` ...); see :data:`qsm_vnpy.gateways.KNOWN`.
+    name: str
+    #: ``package.module.Class`` of a gateway not in the known table.
+    cls: str | None = None
+    #: What vnpy's ``MainEngine.connect`` passes to the gateway (the keys of its
+    #: ``default_setting``). Secrets may come from ``engine_options.vnpy.gateways``.
+    setting: dict[str, Any] = field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or not self.name.isprintable():
+            raise ValueError(f"gateway name must be a non-empty name, got {self.name!r}")
+
+
+@define(frozen=True)
+class ReplaySettings:
+    """The ``setting`` of the ``REPLAY`` gateway: a file of 1-minute bars played as ticks."""
+
+    csv: str
+    #: Bars before this time are history (served to ``load_bar``); the replay starts here.
+    start: str | None = None
+    #: The time zone of naive times in the file and in ``start``.
+    timezone: str = "Asia/Shanghai"
+    pricetick: float = 0.01
+    size: float = 1.0
+    #: Replay speed in bars per second; 0 means as fast as possible.
+    pace: float = 0.0
+    #: Stop playing after this many bars and wait (until stopped); for tests and demos.
+    hold_after_bars: int | None = None
+    #: The position the paper broker reports at connect; by default the snapshot's
+    #: (0 on a fresh start). Setting it simulates a broker that disagrees.
+    position: float | None = None
+    #: How many trades a snapshot keeps (the newest).
+    history_limit: int = 1000
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not a known time zone") from None
+        if self.start is not None:
+            try:
+                datetime.fromisoformat(self.start)
+            except ValueError:
+                raise ValueError(f"start must be an ISO date-time, got {self.start!r}") from None
+        for name in ("pricetick", "size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.pace < 0:
+            raise ValueError(f"pace must be 0 (as fast as possible) or positive, got {self.pace}")
+        if self.hold_after_bars is not None and self.hold_after_bars < 1:
+            raise ValueError(f"hold_after_bars must be at least 1, got {self.hold_after_bars}")
+        if self.history_limit < 0:
+            raise ValueError(f"history_limit must not be negative, got {self.history_limit}")
+
+    def start_time(self) -> datetime | None:
+        if self.start is None:
+            return None
+        moment = datetime.fromisoformat(self.start)
+        return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(self.timezone))
+
+
+@define(frozen=True)
+class AdapterSettings:
+    gateway: GatewaySettings
+    #: What to do when the restored ``pos`` differs from the broker's position.
+    on_mismatch: OnMismatch = "halt"
+    #: The vnpy symbol (``rb2501.SHFE``); by default mapped from the document's symbol.
+    vt_symbol: str | None = None
+    #: Seconds to wait for the gateway's contract after connecting.
+    connect_timeout: float = 30.0
+    #: Seconds a live gateway gets to report positions before the resume check.
+    position_wait: float = 3.0
+    #: Seconds the strategy's ``on_init`` (history loading) may take.
+    init_timeout: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("connect_timeout", "position_wait", "init_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+
+converter.register_structure_hook(
+    GatewaySettings,
+    lambda raw, _t: _gateway(raw),
+)
+
+
+def _gateway(raw: Any) -> GatewaySettings:
+    if not isinstance(raw, dict):
+        raise TypeError(f"expected an object, got {type(raw).__name__}")
+    raw = dict(raw)
+    if "class" in raw:
+        raw["cls"] = raw.pop("class")
+    unknown = sorted(set(raw) - {"name", "cls", "setting"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; expected name, class, setting")
+    return GatewaySettings(**{k: _typed(k, v) for k, v in raw.items()})
+
+
+def _typed(key: str, value: Any) -> Any:
+    expected = dict if key == "setting" else (str, type(None)) if key == "cls" else str
+    if not isinstance(value, expected):
+        raise TypeError(f"'{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
+    """The adapter's settings and the strategy's own parameters, from ``spec.params``."""
+    params = dict(spec.params)
+    raw = params.pop(SETTINGS_KEY, None)
+    where = f"params.{SETTINGS_KEY}"
+    if not isinstance(raw, dict):
+        raise InvalidStrategy(
+            f"{spec.id}: field '{where}' must be an object with at least a 'gateway' (see qsm_vnpy's README)"
+        )
+    return structure(raw, AdapterSettings, spec.id, where), params
+
+
+def replay_settings(settings: AdapterSettings, sid: str) -> ReplaySettings:
+    where = f"params.{SETTINGS_KEY}.gateway.setting"
+    return structure(settings.gateway.setting, ReplaySettings, sid, where)
+
+
+def structure(raw: dict[str, Any], cls: type[Any], sid: str, where: str) -> Any:
+    try:
+        return converter.structure(raw, cls)
+    except cattrs.ClassValidationError as exc:
+        messages = cattrs.transform_error(exc, path=where, format_exception=_reason)
+        text = messages[0] if messages else str(exc)
+        if " @ " in text:
+            reason, at = text.rsplit(" @ ", 1)
+            text = f"field '{at}': {reason}"
+        raise InvalidStrategy(f"{sid}: {text}") from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidStrategy(f"{sid}: field '{where}': {exc}") from None
+
+
+def _reason(exc: BaseException, type_: Any) -> str:
+    if get_origin(type_) is Literal:
+        return "must be one of " + ", ".join(repr(v) for v in get_args(type_))
+    if type(exc) in (ValueError, TypeError):  # our own checks
+        return str(exc)
+    return format_exception(exc, type_)
