@@ -14,6 +14,8 @@ SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 demo: $(STAMP)
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_backtrader/src/qsm_backtrader/examples/strategies.json
+	$(BIN)/python -m qsm_vnpy.examples.minute_bars qsm_vnpy/examples/bars-002050.csv --days 25 --seed 3
+	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_vnpy/examples/strategies.json
 	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6.5h
 
 test: $(STAMP)
@@ -41,4 +43,4 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
 
 clean:
-	rm -rf $(VENV) .qsm
+	rm -rf $(VENV) .qsm qsm_vnpy/examples/bars-*.csv

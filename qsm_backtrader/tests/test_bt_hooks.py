@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from backtrader.strategies import SMA_CrossOver
-from conftest import BARS, SEED, assert_same_as_oracle_json
+from bt_support import BARS, SEED, assert_same_as_oracle_json
 
 from qsm_backtrader import plugin
 from strategy_manager.core.classloader import ClassLoader

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from backtrader.strategies import SMA_CrossOver
-from conftest import BARS, COOLDOWN, plain_run
-from conftest import assert_same_as_oracle_json as assert_same_as_oracle
+from bt_support import BARS, COOLDOWN, plain_run
+from bt_support import assert_same_as_oracle_json as assert_same_as_oracle
 
 
 def bar_of(oracle: dict[str, Any], iso: str) -> int:

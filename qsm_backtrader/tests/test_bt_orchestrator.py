@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import BARS, CASH, COMMISSION, SMA, STAKE, assert_same_as_oracle_json
+from bt_support import BARS, CASH, COMMISSION, SMA, STAKE, assert_same_as_oracle_json
 
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings

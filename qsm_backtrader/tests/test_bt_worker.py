@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import assert_same_as_oracle_json, json_roundtrip
+from bt_support import assert_same_as_oracle_json, json_roundtrip
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.context import EngineContext

@@ -18,7 +18,13 @@ def test_engines_json_lists_every_installed_engine_with_its_details():
     assert "qsm_create_engine" in demo["hooks"]
     assert demo["capabilities"] == ["snapshot", "restore"]
     assert engines["backtrader"]["distribution"] == "qsm-backtrader"
-    assert engines["vnpy"]["distribution"] == "qsm-vnpy"
+    vnpy = engines["vnpy"]
+    assert vnpy["distribution"] == "qsm-vnpy"
+    assert vnpy["status"] == "ok", vnpy.get("error")
+    from importlib.metadata import version
+
+    assert vnpy["version"] == version("vnpy")
+    assert {"snapshot", "restore", "cta", "resume-check"} <= set(vnpy["capabilities"])
 
 
 def test_listing_engines_imports_no_engine_library_and_is_fast():

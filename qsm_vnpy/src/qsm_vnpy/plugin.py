@@ -51,10 +51,7 @@ def qsm_engine_info() -> dict[str, Any]:
         "name": "vnpy",
         "version": _version("vnpy"),
         "capabilities": ["snapshot", "restore", "cta", "user-engine", "replay-gateway", "resume-check"],
-        "description": (
-            f"vnpy CTA strategies (vnpy_ctastrategy {_version('vnpy_ctastrategy')}) "
-            "on any vnpy gateway, or a user's real-time engine"
-        ),
+        "description": "vnpy CTA strategies on any vnpy gateway, or a user's own real-time engine",
         "class_prefixes": CLASS_PREFIXES,
     }
 

@@ -330,9 +330,8 @@ class ReplayGateway(BaseGateway):
         for tick in self._ticks(bar):
             self.on_tick(tick)
         barrier(self.event_engine)
-        if cross:
-            self._cross(bar)
-            barrier(self.event_engine)
+        if cross and self._cross(bar):
+            barrier(self.event_engine)  # the fills reached the strategy
 
     def _ticks(self, bar: Bar) -> list[TickData]:
         path = (
@@ -372,7 +371,8 @@ class ReplayGateway(BaseGateway):
             )
         return ticks
 
-    def _cross(self, bar: Bar) -> None:
+    def _cross(self, bar: Bar) -> bool:
+        """Cross the working orders against ``bar``; True if any event was pushed."""
         with self._lock:
             working = list(self._active.values())
         for order in working:
@@ -408,6 +408,7 @@ class ReplayGateway(BaseGateway):
             self.on_order(copy.copy(order))
             self.on_trade(trade)
             self.query_position()
+        return bool(working)
 
     def _record(self, trade: TradeData) -> None:
         assert trade.direction is not None and trade.datetime is not None
@@ -415,8 +416,8 @@ class ReplayGateway(BaseGateway):
             {
                 "tradeid": trade.tradeid,
                 "orderid": trade.orderid,
-                "direction": trade.direction.value,
-                "offset": trade.offset.value,
+                "direction": trade.direction.name,
+                "offset": trade.offset.name,
                 "price": trade.price,
                 "volume": trade.volume,
                 "datetime": trade.datetime.isoformat(),

@@ -1,0 +1,7 @@
+"""Fixtures for the vnpy adapter's tests; they and the helpers live in vn_support.
+
+Test modules import helpers from ``vn_support``, never from ``conftest``: this
+folder and qsm_backtrader's both have a module named ``conftest``.
+"""
+
+from vn_support import bars_csv, driver, oracle, vnpy_home  # noqa: F401

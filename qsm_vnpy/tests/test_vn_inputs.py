@@ -1,0 +1,127 @@
+"""Bad documents and files get one-line errors naming the field or file and the
+reason; symbols map to vnpy's exchanges."""
+
+from __future__ import annotations
+
+import pytest
+from vn_support import document
+
+from qsm_vnpy import plugin
+from qsm_vnpy.symbols import to_vt_symbol
+from strategy_manager.core.errors import InvalidStrategy
+from strategy_manager.core.spec import parse_strategy
+
+
+@pytest.mark.parametrize(
+    ("symbol", "expected"),
+    [
+        ("002050.SZ", "002050.SZSE"),
+        ("600000.SH", "600000.SSE"),
+        ("600000.SS", "600000.SSE"),
+        ("430047.BJ", "430047.BSE"),
+        ("rb2501.SHFE", "rb2501.SHFE"),
+        ("IF2512.CFFEX", "IF2512.CFFEX"),
+        ("00700.HK", "00700.SEHK"),
+    ],
+)
+def test_symbols_map_to_vnpy_exchanges(symbol, expected):
+    assert to_vt_symbol(symbol) == expected
+
+
+def test_the_exchange_map_is_configurable_and_unknown_suffixes_are_named():
+    assert to_vt_symbol("AAPL.US", {"US": "SMART"}) == "AAPL.SMART"
+    with pytest.raises(InvalidStrategy, match="exchange 'XX' is not a vnpy exchange"):
+        to_vt_symbol("123.XX", sid="s")
+    with pytest.raises(InvalidStrategy, match="has no exchange suffix"):
+        to_vt_symbol("002050", sid="s")
+
+
+def _create(driver, doc, **options):
+    spec = parse_strategy(doc)
+    return plugin.qsm_create_engine(spec=spec, context=driver.context(spec, **options))
+
+
+def _doc(bars_csv, **changes):
+    doc = document("k", bars_csv)
+    for path, value in changes.items():
+        target = doc
+        *parents, last = path.split("__")
+        for name in parents:
+            target = target[name]
+        if value is None:
+            target.pop(last)
+        else:
+            target[last] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"params__vnpy": None}, "field 'params.vnpy' must be an object with at least a 'gateway'"),
+        ({"params__vnpy__gateway": None}, "params.vnpy.gateway"),
+        ({"params__vnpy__on_mismatch": "ignore"}, "must be one of 'halt', 'trust_broker', 'trust_snapshot'"),
+        ({"params__vnpy__gateway__name": "NOPE"}, "gateway 'NOPE' is not one of"),
+        ({"params__vnpy__gateway__name": "CTP"}, "gateway 'CTP' needs the package vnpy_ctp"),
+        ({"params__vnpy__gateway__colour": "red"}, "unknown key(s) colour"),
+        ({"params__fast_windw": 5}, "params fast_windw are not parameters of DoubleMaStrategy"),
+        ({"engine_class": None}, "needs an engine_class"),
+        ({"params__vnpy__gateway__setting__pace": -1}, "pace must be 0"),
+        ({"params__vnpy__gateway__setting__start": "soon"}, "start must be an ISO date-time"),
+        ({"params__vnpy__gateway__setting__timezone": "Mars/Olympus"}, "not a known time zone"),
+        ({"params__vnpy__gateway__setting__csv": None}, "params.vnpy.gateway.setting.csv"),
+    ],
+)
+def test_bad_documents_are_refused_in_one_line(driver, bars_csv, changes, message):
+    with pytest.raises(InvalidStrategy) as caught:
+        _create(driver, _doc(bars_csv, **changes))
+    text = str(caught.value)
+    assert message in text
+    assert text.startswith("u:002050.SZ:k: ") and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("time,open\n", "missing column(s) datetime, high, low, close"),
+        ("datetime,open,high,low,close\n2026-09-01T09:30:00,1,2,0.5,x\n", "line 2"),
+        (
+            "datetime,open,high,low,close\n2026-09-01T09:30:00,1,2,0.5,1\n2026-09-01T09:30:00,1,2,0.5,1\n",
+            "does not come after the previous bar",
+        ),
+        ("datetime,open,high,low,close\n2026-09-01T09:30:30,1,2,0.5,1\n", "is not on the minute"),
+        ("datetime,open,high,low,close\n2026-09-01T09:30:00,1,0.9,0.5,1\n", "0 < low <= open, close <= high"),
+        ("datetime,open,high,low,close\n", "has no bars"),
+    ],
+)
+def test_bad_replay_files_fail_the_start_naming_file_and_line(driver, tmp_path, content, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    engine, context = driver.create(parse_strategy(document("k", bad)))
+    with pytest.raises(InvalidStrategy) as caught:
+        plugin.qsm_start_engine(engine=engine, context=context)
+    assert message in str(caught.value) and "bad.csv" in str(caught.value)
+
+
+def test_a_missing_replay_file_is_named(driver, tmp_path):
+    engine, context = driver.create(parse_strategy(document("k", tmp_path / "absent.csv")))
+    with pytest.raises(InvalidStrategy, match=r"absent\.csv': cannot be read"):
+        plugin.qsm_start_engine(engine=engine, context=context)
+
+
+def test_gateway_secrets_come_from_engine_options_and_the_document_wins(driver, bars_csv):
+    doc = document("k", bars_csv)
+    doc["params"]["vnpy"]["gateway"]["setting"]["pace"] = 5
+    runner = _create(driver, doc, gateways={"REPLAY": {"password": "from-config", "pace": 1}})
+    assert runner.gateway_setting["password"] == "from-config"
+    assert runner.gateway_setting["pace"] == 5
+
+
+def test_engine_info_reports_vnpy_version_and_capabilities():
+    from importlib.metadata import version
+
+    info = plugin.qsm_engine_info()
+    assert info["version"] == version("vnpy")
+    assert {"snapshot", "restore", "cta", "user-engine", "replay-gateway", "resume-check"} <= set(
+        info["capabilities"]
+    )

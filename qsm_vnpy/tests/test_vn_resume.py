@@ -1,0 +1,118 @@
+"""The resume check's three policies, a strategy exception, and snapshots refused
+with a message naming the bad key."""
+
+from __future__ import annotations
+
+import pytest
+from vn_support import REPLAYED, trades
+
+from qsm_vnpy import plugin
+from strategy_manager.core.errors import EngineHalted, SnapshotError
+
+
+@pytest.fixture(scope="module")
+def mid(tmp_path_factory, bars_csv):
+    """A snapshot at bar 600, where DoubleMa holds a position."""
+    from vn_support import Driver
+
+    d = Driver(tmp_path_factory.mktemp("mid"), bars_csv)
+    try:
+        engine, context = d.hold_at(600)
+        snap = d.stop(engine, context)
+    finally:
+        d.close()
+    assert snap["variables"]["pos"] != 0
+    return snap
+
+
+def test_halt_keeps_the_strategy_from_trading_and_names_both_numbers(driver, mid):
+    pos = mid["variables"]["pos"]
+    engine, context = driver.create(driver.spec(position=pos + 2), snapshot=mid)
+    with pytest.raises(EngineHalted) as caught:
+        plugin.qsm_start_engine(engine=engine, context=context)
+    message = str(caught.value)
+    assert f"the snapshot has pos {pos:g}, gateway REPLAY reports {pos + 2:g}" in message
+    assert "\n" not in message
+    assert engine.cta.strategies["u:002050.SZ:k"].trading is False
+    assert context.threads == []  # the replay never began
+
+
+def test_trust_broker_takes_the_gateways_position(driver, mid):
+    pos = mid["variables"]["pos"]
+    engine, context = driver.start(driver.spec(position=pos + 2, vnpy={"on_mismatch": "trust_broker"}), mid)
+    assert engine.cta.strategies["u:002050.SZ:k"].pos == pos + 2
+    assert driver.stop(engine, context)["variables"]["pos"] == pos + 2
+
+
+def test_trust_snapshot_keeps_the_strategys_position(driver, mid):
+    pos = mid["variables"]["pos"]
+    engine, context = driver.start(driver.spec(position=pos + 2, vnpy={"on_mismatch": "trust_snapshot"}), mid)
+    assert engine.cta.strategies["u:002050.SZ:k"].pos == pos
+    driver.stop(engine, context)
+
+
+def test_matching_positions_resume_without_a_word(driver, mid, oracle, caplog):
+    final = driver.run_to_end(driver.spec(), snapshot=mid)
+    assert trades(final) == oracle and final["gateway"]["bars"] == REPLAYED
+    assert "mismatch" not in caplog.text
+
+
+def test_restored_variables_are_put_back_after_on_init(driver, mid):
+    engine, context = driver.start(driver.spec(hold_after_bars=600), mid)  # holds at once: bar 600
+    strategy = engine.cta.strategies["u:002050.SZ:k"]
+    assert {name: getattr(strategy, name) for name in mid["variables"]} == mid["variables"]
+    driver.stop(engine, context)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda s: s.update(format=7), "'format'"),
+        (lambda s: s.update({"class": "AtrRsiStrategy"}), "'class'"),
+        (lambda s: s["variables"].pop("pos"), "'variables.pos'"),
+        (lambda s: s["gateway"].update(position="3"), "'gateway.position'"),
+        (lambda s: s["gateway"].update(last_bar="2030-01-01T09:30:00+08:00"), "last replayed bar"),
+    ],
+)
+def test_a_corrupt_snapshot_is_refused_naming_the_key(driver, mid, mutate, key):
+    import copy
+
+    bad = copy.deepcopy(mid)
+    mutate(bad)
+    with pytest.raises(SnapshotError, match=key):
+        engine, context = driver.create(driver.spec(), snapshot=bad)
+        plugin.qsm_start_engine(engine=engine, context=context)
+
+
+def test_an_exception_in_the_strategy_is_a_crash_of_that_strategy(driver, monkeypatch):
+    from vnpy_ctastrategy.strategies.double_ma_strategy import DoubleMaStrategy
+
+    seen = {"bars": 0}
+    original = DoubleMaStrategy.on_bar
+
+    def on_bar(self, bar):
+        seen["bars"] += self.trading
+        if seen["bars"] == 50:
+            raise ZeroDivisionError("boom in on_bar")
+        original(self, bar)
+
+    monkeypatch.setattr(DoubleMaStrategy, "on_bar", on_bar)
+    crashes = []
+    engine, context = driver.create(driver.spec())
+    context.on_crash = crashes.append
+    plugin.qsm_start_engine(engine=engine, context=context)
+    context.join_threads(60)
+    assert len(crashes) == 1  # vnpy stops delivering to a strategy that raised
+    assert "on_tick raised ZeroDivisionError: boom in on_bar" in str(crashes[0])
+
+
+def test_an_exception_in_on_init_fails_the_start_with_its_message(driver, monkeypatch):
+    from vnpy_ctastrategy.strategies.double_ma_strategy import DoubleMaStrategy
+
+    def on_init(self):
+        raise KeyError("no_such_param")
+
+    monkeypatch.setattr(DoubleMaStrategy, "on_init", on_init)
+    engine, context = driver.create(driver.spec())
+    with pytest.raises(Exception, match="on_init raised KeyError: 'no_such_param'"):
+        plugin.qsm_start_engine(engine=engine, context=context)
