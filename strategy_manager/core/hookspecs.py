@@ -107,6 +107,9 @@ def qsm_start_engine(engine: Any, context: EngineContext) -> None:
     no stop was asked is reported as the engine finishing.
 
     Raising means the engine did not start; the supervisor retries with backoff.
+    Raise :class:`~strategy_manager.core.errors.EngineHalted` instead when a person
+    must look first (a restored position the broker contradicts): the strategy is
+    marked FAILED at once, without retries, with the message as its status reason.
     """
 
 

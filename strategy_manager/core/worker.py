@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from strategy_manager.core.context import EngineContext
-from strategy_manager.core.errors import HookError, QsmError, SnapshotError
+from strategy_manager.core.errors import EngineHalted, HookError, QsmError, SnapshotError
 from strategy_manager.core.registry import EngineHooks
 from strategy_manager.core.spec import StrategySpec
 
@@ -193,6 +193,8 @@ class EngineWorker(StrategyWorker):
                 self._state = WorkerState.FAILED
                 if isinstance(exc, QsmError) and str(exc).startswith(self.id):
                     raise
+                if isinstance(exc, EngineHalted):  # keep the kind: it decides "no restarts"
+                    raise EngineHalted(f"{self.id}: {step} halted: {_one_line(exc)}") from exc
                 raise HookError(f"{self.id}: {step} failed: {_one_line(exc)}") from exc
             self.started_at = context.clock.now()
             if self._state is WorkerState.STARTING:

@@ -219,6 +219,32 @@ def test_a_crash_loop_ends_failed_while_others_keep_running(settings):
         orch.stop()
 
 
+def test_a_halted_engine_is_failed_at_once_without_restarts(settings):
+    orch, store, events = orchestrator(settings, SystemClock())
+    store.upsert_strategy(
+        doc(
+            "HALT",
+            engine="python",
+            engine_class="tests.core.user_engines.Counter",
+            params={"halt": True},
+            schedule={"mode": "always"},
+        )
+    )
+    orch.start()
+    try:
+        events.wait_for("u:HALT:k", "halted", timeout=15)
+        time.sleep(0.3)  # backoff_base is 0.01 s: a restart would have come by now
+        assert events.of("u:HALT:k", "error") == [] and events.of("u:HALT:k", "started") == []
+        orch._flush_status()
+        status = {r.strategy_id: r for r in store.read_status()}["u:HALT:k"]
+        assert status.state == "FAILED" and status.restarts == 0
+        assert "broker reports 3 lots, the snapshot 2" in status.last_error
+        store.update_strategy("u:HALT:k", {"params": {}})  # a changed document tries again
+        events.wait_for("u:HALT:k", "started")
+    finally:
+        orch.stop()
+
+
 def test_invalid_and_unrunnable_documents_are_reported_and_the_rest_run(settings):
     orch, store, events = orchestrator(settings, SystemClock())
     store.upsert_strategy(doc("OK", params={"bar_seconds": 0.05}, schedule={"mode": "always"}))

@@ -22,6 +22,10 @@ class Counter:
     def start(self) -> None:
         if self.params.get("fail_start"):
             raise RuntimeError("exchange login refused")
+        if self.params.get("halt"):
+            from strategy_manager.core.errors import EngineHalted
+
+            raise EngineHalted("broker reports 3 lots, the snapshot 2")
         self.running = True
         self.count += 1
 
