@@ -116,3 +116,24 @@ def test_an_exception_in_on_init_fails_the_start_with_its_message(driver, monkey
     engine, context = driver.create(driver.spec())
     with pytest.raises(Exception, match="on_init raised KeyError: 'no_such_param'"):
         plugin.qsm_start_engine(engine=engine, context=context)
+
+
+def test_the_replayed_bar_after_a_restore_reaches_the_strategy_before_it_trades(driver, mid, monkeypatch):
+    from vnpy_ctastrategy.strategies.double_ma_strategy import DoubleMaStrategy
+
+    seen = []
+    original = DoubleMaStrategy.on_tick
+
+    def on_tick(self, tick):
+        seen.append((tick.datetime.isoformat(), self.trading))
+        original(self, tick)
+
+    monkeypatch.setattr(DoubleMaStrategy, "on_tick", on_tick)
+    engine, context = driver.start(driver.spec(hold_after_bars=601), mid)
+    assert engine.gateway.holding.wait(30)
+    driver.stop(engine, context)
+    last = mid["gateway"]["last_bar"]
+    # the bar played last before the snapshot comes again, four ticks, while not trading
+    assert [t for t, trading in seen[:4]] == [last.replace(":00+", f":{s:02d}+") for s in (0, 15, 30, 45)]
+    assert [trading for _, trading in seen[:4]] == [False] * 4
+    assert all(trading for _, trading in seen[4:]) and len(seen) == 8  # then one new bar, trading

@@ -196,6 +196,8 @@ class CtaRunner:
         strategy = cta.strategies[self.sid]
         if restored is not None:
             self._resume_check(strategy)
+        if self.replay is not None:
+            gateway.warm_up()
         cta.start_strategy(self.sid)
         if not strategy.trading:
             raise EngineError(f"{self.sid}: on_start raised; see the log")

@@ -28,9 +28,9 @@ last N days" from the wall clock.
 
 Resuming. The gateway's state (the last bar played, the position, the counters
 and the recent trades) is part of the strategy's snapshot. On a restore the last
-bar played before the snapshot is played again as ticks without crossing, so the
-strategy's ``BarGenerator`` holds the same unfinished bar as before; history ends
-just before it. The strategy then sees the next bars exactly as in an
+bar played before the snapshot is played again as ticks, before the strategy
+trades and without crossing, so the strategy's ``BarGenerator`` holds the same
+unfinished bar as before; history ends just before it. The strategy then sees the next bars exactly as in an
 uninterrupted run.
 """
 
@@ -241,8 +241,6 @@ class ReplayGateway(BaseGateway):
     def run(self) -> None:
         """Play the bars to the end of the file or until stopped (on a spawned thread)."""
         try:
-            if self.warm is not None:
-                self._play(self.bars[self.warm], cross=False)
             while self._boundary():
                 if self.cursor >= len(self.bars):
                     with self._cv:
@@ -252,6 +250,16 @@ class ReplayGateway(BaseGateway):
                 self.cursor += 1
         except EngineGone:  # closed under us by a stop that did not wait for the boundary
             return
+
+    def warm_up(self) -> None:
+        """After a restore, play the last bar played before it again, without fills.
+
+        Called before the strategy trades: its ``BarGenerator`` then holds that bar
+        unfinished, as it did when the snapshot was taken, and a strategy that
+        trades on ticks cannot act on ticks it has seen already.
+        """
+        if self.warm is not None:
+            self._play(self.bars[self.warm], cross=False)
 
     def request(self, fn: Callable[[], Any], timeout: float) -> Any:
         """Run ``fn`` on the replay thread at its next bar boundary; return its result."""
