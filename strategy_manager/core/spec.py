@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import cattrs
 from attrs import define, field, fields
+from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy
 
@@ -166,6 +167,35 @@ def parse_strategy(document: Any) -> StrategySpec:
         updated_at=updated if isinstance(updated, datetime) else None,
         extra=extra,
     )
+
+
+def structure_section(raw: Any, cls: type[Any], sid: str, where: str) -> Any:
+    """Structure a section of a document that an adapter owns (``params.vnpy``, say)
+    into ``cls`` with the strict converter.
+
+    Raises InvalidStrategy naming the strategy, the field under ``where`` and the
+    reason in one line; a ValueError from ``cls``'s own checks gives its message as
+    the reason.
+    """
+    try:
+        return converter.structure(raw, cls)
+    except cattrs.ClassValidationError as exc:
+        messages = cattrs.transform_error(exc, path=where, format_exception=_section_leaf)
+        text = messages[0] if messages else str(exc)
+        if " @ " in text:
+            reason, at = text.rsplit(" @ ", 1)
+            text = f"field '{at}': {reason}"
+        raise InvalidStrategy(f"{sid}: {text}") from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidStrategy(f"{sid}: field '{where}': {exc}") from None
+
+
+def _section_leaf(exc: BaseException, type_: Any) -> str:
+    if get_origin(type_) is Literal:
+        return "must be one of " + ", ".join(repr(v) for v in get_args(type_))
+    if type(exc) is ValueError:  # the section's own checks (__attrs_post_init__, hooks)
+        return str(exc)
+    return format_exception(exc, type_)
 
 
 def _replace(spec: StrategySpec, **changes: Any) -> StrategySpec:

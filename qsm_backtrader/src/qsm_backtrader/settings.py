@@ -8,14 +8,12 @@ documented in ``qsm_backtrader/README.md``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import cattrs
 from attrs import define, field
-from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy
-from strategy_manager.core.spec import StrategySpec, converter
+from strategy_manager.core.spec import StrategySpec, structure_section
 
 SETTINGS_KEY = "backtrader"
 
@@ -94,23 +92,5 @@ def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
             f"{spec.id}: field '{where}' must be an object with at least a 'feed' "
             "(see qsm_backtrader's README)"
         )
-    try:
-        settings = converter.structure(raw, AdapterSettings)
-    except cattrs.ClassValidationError as exc:
-        messages = cattrs.transform_error(exc, path=where, format_exception=_reason)
-        text = messages[0] if messages else str(exc)
-        if " @ " in text:
-            reason, at = text.rsplit(" @ ", 1)
-            text = f"field '{at}': {reason}"
-        raise InvalidStrategy(f"{spec.id}: {text}") from None
-    except ValueError as exc:
-        raise InvalidStrategy(f"{spec.id}: field '{where}': {exc}") from None
+    settings = structure_section(raw, AdapterSettings, spec.id, where)
     return settings, params
-
-
-def _reason(exc: BaseException, type_: Any) -> str:
-    if get_origin(type_) is Literal:
-        return "must be one of " + ", ".join(repr(v) for v in get_args(type_))
-    if type(exc) is ValueError:  # our own checks in __attrs_post_init__
-        return str(exc)
-    return format_exception(exc, type_)

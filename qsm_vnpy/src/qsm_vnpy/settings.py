@@ -9,15 +9,13 @@ documented in ``qsm_vnpy/README.md``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import cattrs
 from attrs import define, field
-from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy
-from strategy_manager.core.spec import StrategySpec, converter
+from strategy_manager.core.spec import StrategySpec, converter, structure_section
 
 SETTINGS_KEY = "vnpy"
 
@@ -115,7 +113,7 @@ converter.register_structure_hook(
 
 def _gateway(raw: Any) -> GatewaySettings:
     if not isinstance(raw, dict):
-        raise TypeError(f"expected an object, got {type(raw).__name__}")
+        raise ValueError(f"expected an object, got {type(raw).__name__}")
     raw = dict(raw)
     if "class" in raw:
         raw["cls"] = raw.pop("class")
@@ -128,7 +126,7 @@ def _gateway(raw: Any) -> GatewaySettings:
 def _typed(key: str, value: Any) -> Any:
     expected = dict if key == "setting" else (str, type(None)) if key == "cls" else str
     if not isinstance(value, expected):
-        raise TypeError(f"'{key}' has the wrong type ({type(value).__name__})")
+        raise ValueError(f"'{key}' has the wrong type ({type(value).__name__})")
     return value
 
 
@@ -141,31 +139,9 @@ def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
         raise InvalidStrategy(
             f"{spec.id}: field '{where}' must be an object with at least a 'gateway' (see qsm_vnpy's README)"
         )
-    return structure(raw, AdapterSettings, spec.id, where), params
+    return structure_section(raw, AdapterSettings, spec.id, where), params
 
 
 def replay_settings(settings: AdapterSettings, sid: str) -> ReplaySettings:
     where = f"params.{SETTINGS_KEY}.gateway.setting"
-    return structure(settings.gateway.setting, ReplaySettings, sid, where)
-
-
-def structure(raw: dict[str, Any], cls: type[Any], sid: str, where: str) -> Any:
-    try:
-        return converter.structure(raw, cls)
-    except cattrs.ClassValidationError as exc:
-        messages = cattrs.transform_error(exc, path=where, format_exception=_reason)
-        text = messages[0] if messages else str(exc)
-        if " @ " in text:
-            reason, at = text.rsplit(" @ ", 1)
-            text = f"field '{at}': {reason}"
-        raise InvalidStrategy(f"{sid}: {text}") from None
-    except (ValueError, TypeError) as exc:
-        raise InvalidStrategy(f"{sid}: field '{where}': {exc}") from None
-
-
-def _reason(exc: BaseException, type_: Any) -> str:
-    if get_origin(type_) is Literal:
-        return "must be one of " + ", ".join(repr(v) for v in get_args(type_))
-    if type(exc) in (ValueError, TypeError):  # our own checks
-        return str(exc)
-    return format_exception(exc, type_)
+    return structure_section(settings.gateway.setting, ReplaySettings, sid, where)
