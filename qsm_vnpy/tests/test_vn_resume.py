@@ -57,11 +57,20 @@ def test_matching_positions_resume_without_a_word(driver, mid, oracle, caplog):
     assert "mismatch" not in caplog.text
 
 
-def test_restored_variables_are_put_back_after_on_init(driver, mid):
-    engine, context = driver.start(driver.spec(hold_after_bars=600), mid)  # holds at once: bar 600
-    strategy = engine.cta.strategies["u:002050.SZ:k"]
-    assert {name: getattr(strategy, name) for name in mid["variables"]} == mid["variables"]
+def test_restored_variables_are_put_back_after_on_init(driver, mid, monkeypatch):
+    from vnpy_ctastrategy.strategies.double_ma_strategy import DoubleMaStrategy
+
+    at_start = {}
+    original = DoubleMaStrategy.on_start
+
+    def on_start(self):  # vnpy calls it after on_init and the restore, before any new bar
+        at_start.update({name: getattr(self, name) for name in mid["variables"]})
+        original(self)
+
+    monkeypatch.setattr(DoubleMaStrategy, "on_start", on_start)
+    engine, context = driver.start(driver.spec(), mid)
     driver.stop(engine, context)
+    assert at_start == mid["variables"]
 
 
 @pytest.mark.parametrize(
