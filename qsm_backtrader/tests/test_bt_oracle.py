@@ -11,6 +11,8 @@ from backtrader.strategies import SMA_CrossOver
 from bt_support import BARS, COOLDOWN, plain_run
 from bt_support import assert_same_as_oracle_json as assert_same_as_oracle
 
+from qsm_backtrader import plugin
+
 
 def bar_of(oracle: dict[str, Any], iso: str) -> int:
     """The 1-based bar number of the bar dated ``iso``."""
@@ -175,3 +177,22 @@ def test_a_restored_run_does_not_hold_again_at_a_bar_it_took_over_past(driver, s
     held = driver.spec(feed={"hold_after_bars": 1200})
     snap = driver.stop(*driver.hold_at(1200, held))
     assert_same_as_oracle(driver.run_to_end(held, snapshot=snap), sma_oracle)
+
+
+def test_the_core_stop_event_alone_ends_a_held_run_where_it_held(driver, sma_oracle):
+    engine, context = driver.hold_at(1200)
+    context.stop_event.set()
+    assert not context.join_threads(2), "the held run did not see the stop event"
+    snap = driver.snapshot(engine, context)
+    assert snap["bars"] == 1200
+    assert_same_as_oracle(driver.run_to_end(driver.spec(), snapshot=snap), sma_oracle)
+
+
+def test_the_core_stop_event_alone_ends_an_undisturbed_run_at_its_next_bar(driver):
+    """No hold, pace or request: the per-bar check must still see the event."""
+    spec = driver.spec()
+    engine, context = driver.create(spec)
+    context.stop_event.set()  # before the first bar
+    plugin.qsm_start_engine(engine=engine, context=context)
+    assert not context.join_threads(5)
+    assert driver.snapshot(engine, context)["bars"] <= 1
