@@ -7,7 +7,6 @@ tests never clash with the root ``tests`` package.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ import pytest
 
 from qsm_backtrader import plugin
 from qsm_backtrader.examples.prices import write_csv
-from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.spec import StrategySpec, parse_strategy
+from strategy_manager.testing import HookDriver
 
 BARS = 3000
 SEED = 11
@@ -29,11 +28,6 @@ STAKE = 10
 COMMISSION = 0.001
 CASH = 10000.0
 TERMINAL = ("Completed", "Canceled", "Expired", "Margin", "Rejected")
-
-
-def json_roundtrip(value: Any) -> Any:
-    """What a store gives back: the snapshot must survive plain JSON unchanged."""
-    return json.loads(json.dumps(value, allow_nan=False))
 
 
 def order_key(order: Any) -> tuple[Any, ...]:
@@ -97,13 +91,12 @@ def assert_same_as_oracle_json(final: dict[str, Any], oracle: dict[str, Any]) ->
     assert len(final["submitted"]) + len(final["pending"]) == oracle["open"]
 
 
-class Driver:
-    """Calls the plugin's hooks directly, the way the core's worker does."""
+class Driver(HookDriver):
+    """The backtrader plugin's hooks, called as the core's worker does, on the fixed price file."""
 
     def __init__(self, tmp_path: Path, csv: Path) -> None:
-        self.tmp_path = tmp_path
+        super().__init__(plugin, tmp_path / "engines", [*plugin.CLASS_PREFIXES, "test_bt_oracle", "test_bt_hooks"])
         self.csv = csv
-        self.engines: list[tuple[Any, EngineContext]] = []
 
     def spec(
         self,
@@ -126,54 +119,12 @@ class Driver:
             "params": {"fast": 10, "slow": 30, **(params or {}), "backtrader": adapter},
         })
 
-    def context(self, spec: StrategySpec, **options: Any) -> EngineContext:
-        return EngineContext(
-            spec=spec,
-            data_dir=self.tmp_path / "engine",
-            classes=ClassLoader((), [*plugin.CLASS_PREFIXES, "test_bt_oracle", "test_bt_hooks"]),
-            options=options,
-        )
-
-    def create(self, spec: StrategySpec, snapshot: dict[str, Any] | None = None) -> tuple[Any, EngineContext]:
-        context = self.context(spec)
-        engine = plugin.qsm_create_engine(spec=spec, context=context)
-        if snapshot is not None:
-            plugin.qsm_restore_engine(engine=engine, snapshot=json_roundtrip(snapshot), context=context)
-        self.engines.append((engine, context))
-        return engine, context
-
-    def start(self, spec: StrategySpec, snapshot: dict[str, Any] | None = None) -> tuple[Any, EngineContext]:
-        engine, context = self.create(spec, snapshot)
-        plugin.qsm_start_engine(engine=engine, context=context)
-        return engine, context
-
-    def snapshot(self, engine: Any, context: EngineContext) -> dict[str, Any]:
-        return json_roundtrip(plugin.qsm_snapshot_engine(engine=engine, context=context))
-
-    def run_to_end(self, spec: StrategySpec, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-        engine, context = self.start(spec, snapshot)
-        assert not context.join_threads(60), "replay did not finish"
-        return self.snapshot(engine, context)
-
     def hold_at(self, bars: int, spec_or_none: StrategySpec | None = None,
                 snapshot: dict[str, Any] | None = None, **spec_kw: Any) -> tuple[Any, EngineContext]:
         spec = spec_or_none or self.spec(feed={"hold_after_bars": bars}, **spec_kw)
         engine, context = self.start(spec, snapshot)
         assert engine.holding.wait(60), f"engine never reached bar {bars}"
         return engine, context
-
-    def stop(self, engine: Any, context: EngineContext) -> dict[str, Any]:
-        """The core's stop: event, stop hook, then the snapshot of where it stopped."""
-        context.stop_event.set()
-        plugin.qsm_stop_engine(engine=engine, context=context)
-        assert not context.join_threads(5), "engine thread survived the stop"
-        return self.snapshot(engine, context)
-
-    def close(self) -> None:
-        for engine, context in self.engines:
-            context.stop_event.set()
-            plugin.qsm_stop_engine(engine=engine, context=context)
-            context.join_threads(5)
 
 
 @pytest.fixture(scope="session")

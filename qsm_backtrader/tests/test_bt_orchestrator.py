@@ -16,6 +16,7 @@ from bt_support import BARS, CASH, COMMISSION, SMA, STAKE, assert_same_as_oracle
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
+from strategy_manager.testing import wait_for_snapshot
 
 
 def document(key: str, csv: Any, **feed: Any) -> dict[str, Any]:
@@ -30,18 +31,6 @@ def document(key: str, csv: Any, **feed: Any) -> dict[str, Any]:
         }},
         "schedule": {"mode": "always"},
     }
-
-
-def wait_for_snapshot(store: Any, ident: str, predicate: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        snap = store.latest_snapshot(ident)
-        if snap is not None and predicate(snap.state):
-            return snap
-        time.sleep(0.05)
-    latest = store.latest_snapshot(ident)
-    seen = latest and (latest.seq, latest.state.get("bars"))
-    raise AssertionError(f"no snapshot of {ident} as expected; latest (seq, bars): {seen}")
 
 
 def test_through_the_orchestrator_with_a_restart(tmp_path, prices_csv, sma_oracle):

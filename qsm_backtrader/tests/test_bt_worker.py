@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bt_support import assert_same_as_oracle_json, json_roundtrip
+from bt_support import assert_same_as_oracle_json
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.worker import EngineWorker, WorkerState
+from strategy_manager.testing import json_roundtrip
 
 
 def make_worker(spec: Any, saved: list[dict[str, Any]], tmp_path: Any) -> EngineWorker:

@@ -17,18 +17,7 @@ from vn_support import REPLAYED, document, trades
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
-
-
-def wait_for_snapshot(store: Any, ident: str, predicate: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        snap = store.latest_snapshot(ident)
-        if snap is not None and predicate(snap.state):
-            return snap
-        time.sleep(0.05)
-    latest = store.latest_snapshot(ident)
-    seen = latest and (latest.seq, latest.state["gateway"]["bars"])
-    raise AssertionError(f"no snapshot of {ident} as expected; latest (seq, bars): {seen}")
+from strategy_manager.testing import wait_for_snapshot
 
 
 def played(state: dict[str, Any]) -> int:

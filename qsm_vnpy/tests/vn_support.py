@@ -11,7 +11,6 @@ qsm_backtrader's conftest: both folders are on sys.path). vnpy is imported only 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,9 +21,9 @@ import pytest
 
 from qsm_vnpy import home, plugin
 from qsm_vnpy.examples.minute_bars import write_csv
-from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.spec import StrategySpec, parse_strategy
+from strategy_manager.testing import HookDriver
 
 DAYS = 25  # 6,000 bars; the first ten days are history, 3,600 bars are replayed
 SEED = 3
@@ -33,11 +32,6 @@ REPLAYED = 3600
 DOUBLE_MA = "vnpy_ctastrategy.strategies.double_ma_strategy.DoubleMaStrategy"
 PARAMS = {"fast_window": 10, "slow_window": 20}
 ZONE = ZoneInfo("Asia/Shanghai")
-
-
-def json_roundtrip(value: Any) -> Any:
-    """What a store gives back: the snapshot must survive plain JSON unchanged."""
-    return json.loads(json.dumps(value, allow_nan=False))
 
 
 def trades(snapshot: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -129,69 +123,22 @@ def oracle(bars_csv: Path, vnpy_home: Path) -> list[tuple[Any, ...]]:
     return result
 
 
-class Driver:
-    """Calls the plugin's hooks directly, the way the core's worker does."""
+class Driver(HookDriver):
+    """The vnpy plugin's hooks, called as the core's worker does, on the fixed bar file."""
 
     def __init__(self, tmp_path: Path, csv_path: Path) -> None:
-        self.tmp_path = tmp_path
+        super().__init__(plugin, tmp_path / "engines" / "vnpy", [*plugin.CLASS_PREFIXES, "test_vn_"])
         self.csv = csv_path
-        self.engines: list[tuple[Any, EngineContext]] = []
 
     def spec(self, key: str = "k", vnpy: dict[str, Any] | None = None, **replay: Any) -> StrategySpec:
         doc = document(key, self.csv, **replay)
         doc["params"]["vnpy"].update(vnpy or {})
         return parse_strategy(doc)
 
-    def context(self, spec: StrategySpec, **options: Any) -> EngineContext:
-        return EngineContext(
-            spec=spec,
-            data_dir=self.tmp_path / "engines" / "vnpy" / spec.strategy_key,
-            classes=ClassLoader((), [*plugin.CLASS_PREFIXES, "test_vn_"]),
-            options=options,
-        )
-
-    def create(
-        self, spec: StrategySpec, snapshot: dict[str, Any] | None = None, **options: Any
-    ) -> tuple[Any, EngineContext]:
-        context = self.context(spec, **options)
-        engine = plugin.qsm_create_engine(spec=spec, context=context)
-        self.engines.append((engine, context))
-        if snapshot is not None:
-            plugin.qsm_restore_engine(engine=engine, snapshot=json_roundtrip(snapshot), context=context)
-        return engine, context
-
-    def start(self, spec: StrategySpec, snapshot: dict[str, Any] | None = None) -> tuple[Any, EngineContext]:
-        engine, context = self.create(spec, snapshot)
-        plugin.qsm_start_engine(engine=engine, context=context)
-        return engine, context
-
-    def snapshot(self, engine: Any, context: EngineContext) -> dict[str, Any]:
-        return json_roundtrip(plugin.qsm_snapshot_engine(engine=engine, context=context))
-
-    def run_to_end(self, spec: StrategySpec, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-        engine, context = self.start(spec, snapshot)
-        assert not context.join_threads(120), "replay did not finish"
-        return self.snapshot(engine, context)
-
     def hold_at(self, bars: int, snapshot: dict[str, Any] | None = None) -> tuple[Any, EngineContext]:
         engine, context = self.start(self.spec(hold_after_bars=bars), snapshot)
         assert engine.gateway.holding.wait(60), f"replay never reached bar {bars}"
         return engine, context
-
-    def stop(self, engine: Any, context: EngineContext) -> dict[str, Any]:
-        """The core's stop: the event, a moment for threads, the snapshot, the stop hook."""
-        context.stop_event.set()
-        context.join_threads(1.0)
-        snap = self.snapshot(engine, context)
-        plugin.qsm_stop_engine(engine=engine, context=context)
-        assert not context.join_threads(5), "engine thread survived the stop"
-        return snap
-
-    def close(self) -> None:
-        for engine, context in self.engines:
-            context.stop_event.set()
-            plugin.qsm_stop_engine(engine=engine, context=context)
-            context.join_threads(5)
 
 
 @pytest.fixture

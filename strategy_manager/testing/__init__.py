@@ -15,8 +15,14 @@ distribution, name the engine and give one sample strategy document::
 Every check goes through the real registry (your entry point must be installed)
 and a real :class:`~strategy_manager.core.worker.EngineWorker`, the way the
 orchestrator drives engines. A failing check says what to fix.
+
+For an adapter's own tests, :class:`HookDriver` calls one plugin module's hooks
+in the worker's order (snapshots through JSON both ways, as through a store), and
+:func:`wait_for_snapshot` waits for the orchestrator to store a snapshot in a
+given state.
 """
 
 from strategy_manager.testing.conformance import EngineConformance
+from strategy_manager.testing.driver import HookDriver, json_roundtrip, wait_for_snapshot
 
-__all__ = ["EngineConformance"]
+__all__ = ["EngineConformance", "HookDriver", "json_roundtrip", "wait_for_snapshot"]
