@@ -190,6 +190,20 @@ def structure_section(raw: Any, cls: type[Any], sid: str, where: str) -> Any:
         raise InvalidStrategy(f"{sid}: field '{where}': {exc}") from None
 
 
+def split_engine_params(
+    spec: StrategySpec, key: str, cls: type[Any], needs: str
+) -> tuple[Any, dict[str, Any]]:
+    """An adapter's own section ``params.<key>`` structured into ``cls``, and the
+    other params (the strategy's own). ``needs`` completes the one-line error when
+    the section is missing: "must be an object with at least <needs>"."""
+    params = dict(spec.params)
+    raw = params.pop(key, None)
+    where = f"params.{key}"
+    if not isinstance(raw, dict):
+        raise InvalidStrategy(f"{spec.id}: field '{where}' must be an object with at least {needs}")
+    return structure_section(raw, cls, spec.id, where), params
+
+
 def _section_leaf(exc: BaseException, type_: Any) -> str:
     if get_origin(type_) is Literal:
         return "must be one of " + ", ".join(repr(v) for v in get_args(type_))

@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 from attrs import define, field
 
-from strategy_manager.core.errors import InvalidStrategy
-from strategy_manager.core.spec import StrategySpec, structure_section
+from strategy_manager.core.spec import StrategySpec, split_engine_params
 
 SETTINGS_KEY = "backtrader"
 
@@ -84,13 +83,6 @@ class AdapterSettings:
 
 def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
     """The adapter's settings and the strategy's own parameters, from ``spec.params``."""
-    params = dict(spec.params)
-    raw = params.pop(SETTINGS_KEY, None)
-    where = f"params.{SETTINGS_KEY}"
-    if not isinstance(raw, dict):
-        raise InvalidStrategy(
-            f"{spec.id}: field '{where}' must be an object with at least a 'feed' "
-            "(see qsm_backtrader's README)"
-        )
-    settings = structure_section(raw, AdapterSettings, spec.id, where)
-    return settings, params
+    return split_engine_params(  # type: ignore[no-any-return]
+        spec, SETTINGS_KEY, AdapterSettings, "a 'feed' (see qsm_backtrader's README)"
+    )

@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import define, field
 
-from strategy_manager.core.errors import InvalidStrategy
-from strategy_manager.core.spec import StrategySpec, converter, structure_section
+from strategy_manager.core.spec import StrategySpec, converter, split_engine_params, structure_section
 
 SETTINGS_KEY = "vnpy"
 
@@ -132,14 +131,9 @@ def _typed(key: str, value: Any) -> Any:
 
 def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
     """The adapter's settings and the strategy's own parameters, from ``spec.params``."""
-    params = dict(spec.params)
-    raw = params.pop(SETTINGS_KEY, None)
-    where = f"params.{SETTINGS_KEY}"
-    if not isinstance(raw, dict):
-        raise InvalidStrategy(
-            f"{spec.id}: field '{where}' must be an object with at least a 'gateway' (see qsm_vnpy's README)"
-        )
-    return structure_section(raw, AdapterSettings, spec.id, where), params
+    return split_engine_params(  # type: ignore[no-any-return]
+        spec, SETTINGS_KEY, AdapterSettings, "a 'gateway' (see qsm_vnpy's README)"
+    )
 
 
 def replay_settings(settings: AdapterSettings, sid: str) -> ReplaySettings:
