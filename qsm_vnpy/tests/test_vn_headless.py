@@ -70,3 +70,34 @@ def test_vnpy_leaves_home_and_working_directory_alone(tmp_path, bars_csv):
     # vnpy's own global settings only: no per-strategy file, no log file
     assert written == ["vt_setting.json", "wechat_setting.json"]
     assert json.loads((folder / "vt_setting.json").read_text())["log.file"] is False
+
+
+SETTINGS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from strategy_manager.core.classloader import ClassLoader
+    from strategy_manager.core.context import EngineContext
+    from strategy_manager.core.spec import parse_strategy
+    from qsm_vnpy import home, plugin
+
+    def theirs(folder, settings):  # another process on the same data directory wrote last
+        (folder / "vt_setting.json").write_text(json.dumps({"datafeed.username": "theirs"}))
+
+    home._write_settings = theirs
+    spec = parse_strategy(json.loads(sys.argv[2]))
+    context = EngineContext(spec=spec, data_dir=Path(sys.argv[1]) / "engines" / "vnpy" / "k",
+                            classes=ClassLoader((), plugin.CLASS_PREFIXES),
+                            options={"settings": {"datafeed.username": "ours"}})
+    plugin.qsm_create_engine(spec=spec, context=context)
+    from vnpy.trader.setting import SETTINGS
+    print(json.dumps({k: SETTINGS[k] for k in ("datafeed.username", "log.file")}))
+""")
+
+
+def test_engine_options_settings_reach_vnpy_whoever_wrote_the_file_last(tmp_path, bars_csv):
+    result = subprocess.run(
+        [sys.executable, "-c", SETTINGS_SCRIPT, str(tmp_path), json.dumps(document("k", bars_csv))],
+        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"datafeed.username": "ours", "log.file": False}

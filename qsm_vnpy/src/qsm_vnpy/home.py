@@ -10,9 +10,12 @@ restored right after) and a ``vt_setting.json`` written first that switches vnpy
 own logging off. vnpy's log events are forwarded to each strategy's logger instead
 (see :mod:`qsm_vnpy.cta`).
 
-The folder is per process (vnpy keeps it in a module global); what is per strategy
-never goes there: the adapter's CTA engine keeps settings and variables in memory
-and hands them to our snapshots, so concurrent strategies share no file.
+vnpy keeps the folder in a module global, so it is one per process; what is per
+strategy never goes there: the adapter's CTA engine keeps settings and variables in
+memory and hands them to our snapshots, so concurrent strategies share no file.
+Processes on the same data directory share the folder: the settings file is
+replaced whole, and each process applies its own settings in memory after the
+import, whoever wrote the file last.
 
 If vnpy was already imported (by user code, say), its folder is redirected to ours
 for everything vnpy writes from then on.
@@ -54,11 +57,15 @@ def prepare(root: Path, settings: dict[str, Any] | None = None) -> Path:
         folder = home / ".vntrader"
         folder.mkdir(parents=True, exist_ok=True)
         wanted = {**QUIET_SETTINGS, **(settings or {})}
-        (folder / "vt_setting.json").write_text(json.dumps(wanted, indent=2), encoding="utf-8")
+        _write_settings(folder, wanted)
         if "vnpy.trader.utility" in sys.modules:
-            _redirect(folder, wanted)
+            _redirect(folder)
         else:
             _first_import(home, folder)
+        from vnpy.trader.setting import SETTINGS
+
+        # Ours, even if another process sharing the data directory wrote its own file.
+        SETTINGS.update(wanted)
         _quiet_services()
         _folder = folder
         return folder
@@ -81,15 +88,21 @@ def _first_import(home: Path, folder: Path) -> None:
         # that folder's settings and may have added log sinks. Every loguru sink now
         # is vnpy's (its logger removes all others on import), so dropping them is safe.
         logger.remove()
-        _redirect(folder, json.loads((folder / "vt_setting.json").read_text("utf-8")))
+        _redirect(folder)
 
 
-def _redirect(folder: Path, settings: dict[str, Any]) -> None:
+def _write_settings(folder: Path, settings: dict[str, Any]) -> None:
+    """Write ``vt_setting.json`` whole or not at all: another orchestrator process
+    on the same data directory may be importing vnpy from this folder right now."""
+    partial = folder / f"vt_setting.json.{os.getpid()}"
+    partial.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    os.replace(partial, folder / "vt_setting.json")
+
+
+def _redirect(folder: Path) -> None:
     import vnpy.trader.utility as utility
-    from vnpy.trader.setting import SETTINGS
 
     utility.TRADER_DIR, utility.TEMP_DIR = folder.parent, folder
-    SETTINGS.update(settings)
 
 
 def _quiet_services() -> None:
