@@ -18,6 +18,7 @@ from strategy_manager.core.registry import EngineHooks, EngineRegistry
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import StrategySpec, parse_strategy
 from strategy_manager.core.worker import EngineWorker, WorkerState
+from strategy_manager.testing.driver import json_roundtrip
 
 CORRUPT_SNAPSHOTS: list[Any] = [{}, {"qsm_conformance": "not a state this engine wrote"}]
 
@@ -140,7 +141,7 @@ class EngineConformance:
         time.sleep(self.run_seconds)
         worker.stop()
         assert saved, "stopping a running engine saved no snapshot"
-        state = json.loads(json.dumps(saved[-1]))  # as the store gives it back
+        state = json_roundtrip(saved[-1])
         context = self.context(tmp_path, hooks, spec)
         engine = hooks.create(spec, context)
         try:

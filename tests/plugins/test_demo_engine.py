@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from strategy_manager.core.errors import HookError, SnapshotError
 from strategy_manager.plugins.demo_engine import DemoEngine
+from strategy_manager.testing import json_roundtrip
 
 
 def run(engine: DemoEngine, bars: int) -> None:
@@ -27,7 +26,7 @@ def test_stopping_and_restoring_gives_the_uninterrupted_result(cut):
     run(whole, 400)
     first = DemoEngine("600000.SH", {"fast": 3, "slow": 20})
     run(first, cut)
-    saved = json.loads(json.dumps(first.snapshot()))  # through JSON, as the store keeps it
+    saved = json_roundtrip(first.snapshot())
     second = DemoEngine("600000.SH", {"fast": 3, "slow": 20})
     second.restore(saved)
     run(second, 400 - cut)
