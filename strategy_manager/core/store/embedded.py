@@ -16,6 +16,7 @@ import logging
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -68,11 +69,29 @@ class EmbeddedStore:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
             self._conn.execute("PRAGMA synchronous=FULL")
             self._create_schema()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"embedded store {self.location}: cannot open: {exc}") from None
+
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL, waiting for other processes doing the same.
+
+        The switch needs the file to itself, and SQLite reports a competing
+        connection at once instead of calling the busy handler (a lock upgrade
+        could deadlock), so two processes opening a new store together would
+        fail without this wait.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _create_schema(self) -> None:
         t = self._t

@@ -35,6 +35,31 @@ def _worker(data_dir: str, name: str, rounds: int, start, results) -> None:
     results.put((name, seqs, held))
 
 
+def _opener(root: str, trials: int, barrier, results) -> None:
+    failures = []
+    for n in range(trials):
+        barrier.wait(30)
+        try:
+            open_store(Settings(data_dir=f"{root}/{n}")).close()
+        except StoreError as exc:
+            failures.append(str(exc))
+    results.put(failures)
+
+
+def test_processes_opening_a_new_store_at_the_same_moment_all_succeed(tmp_path):
+    """Switching a new file to WAL needs it alone, and SQLite does not wait for that."""
+    ctx = multiprocessing.get_context("spawn")
+    opened, trials = 4, 30
+    barrier, results = ctx.Barrier(opened), ctx.Queue()
+    procs = [ctx.Process(target=_opener, args=(str(tmp_path), trials, barrier, results)) for _ in range(opened)]
+    for p in procs:
+        p.start()
+    failures = [f for _ in procs for f in results.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+    assert failures == []
+
+
 def test_two_processes_writing_at_once_lose_nothing_and_corrupt_nothing(tmp_path):
     data_dir = str(tmp_path / "data")
     ctx = multiprocessing.get_context("spawn")
