@@ -48,6 +48,8 @@ class EngineContext:
     #: Called when a spawned thread returns while no stop was asked.
     on_finish: Callable[[], None] = field(default=lambda: None)
     threads: list[threading.Thread] = field(factory=list)
+    #: The fence: True while this process holds the strategy's lease (set by the core).
+    fence: Callable[[], bool] = field(default=lambda: True)
 
     def __attrs_post_init__(self) -> None:
         self.logger = StrategyLogger(
@@ -58,6 +60,16 @@ class EngineContext:
     @property
     def strategy_id(self) -> str:
         return self.spec.id
+
+    def lease_valid(self) -> bool:
+        """True while this process may act for the strategy: it holds the strategy's
+        lease and renewed it in time. Cheap (no store call); safe from any thread.
+
+        Adapters call it immediately before sending every order (and a paper broker
+        before filling one): False means send nothing, because another process may
+        own the strategy now. Once False for an engine, it stays False for it.
+        """
+        return self.fence()
 
     def private_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

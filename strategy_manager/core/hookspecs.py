@@ -14,7 +14,11 @@ strategy. Rules that hold for every hook:
   engines are driven concurrently.
 * ``context`` is the strategy's :class:`~strategy_manager.core.context.EngineContext`:
   its spec, a private data directory, a logger, the clock, ``load_class`` for the
-  document's ``engine_class`` and ``spawn`` for engines that need a thread.
+  document's ``engine_class``, ``spawn`` for engines that need a thread, and
+  ``lease_valid()``, the fence every order must pass (see below).
+* Fencing: before sending any order, an engine calls ``context.lease_valid()`` and
+  sends nothing when it is False. The core stops a strategy whose lease it can no
+  longer prove, but a stop takes time; the fence takes effect at once.
 * An exception from a hook fails that one strategy only: the core records it with
   the strategy id and engine name, and the supervisor restarts the strategy with
   backoff (or marks it FAILED). Raise :class:`~strategy_manager.core.errors.QsmError`
