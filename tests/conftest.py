@@ -70,3 +70,9 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def owned_by(owner: str | None, pid: int) -> bool:
+    """Whether an owner id (``host:pid:random``) names the process ``pid``."""
+    parts = (owner or "").split(":")
+    return len(parts) >= 3 and parts[-2] == str(pid)

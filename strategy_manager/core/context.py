@@ -31,6 +31,30 @@ def safe_dirname(strategy_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", strategy_id)
 
 
+class Fence:
+    """Whether one engine may still act. Latched: once down, it stays down for that
+    engine, even if the lease later comes back (a new engine gets a new fence)."""
+
+    def __init__(self, check: Callable[[], bool] = lambda: True) -> None:
+        self._check = check
+        self._down = False
+
+    def __call__(self) -> bool:
+        if self._down:
+            return False
+        if self._check():
+            return True
+        self._down = True
+        return False
+
+    def revoke(self) -> None:
+        self._down = True
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+
 @define
 class EngineContext:
     spec: StrategySpec
@@ -49,7 +73,10 @@ class EngineContext:
     on_finish: Callable[[], None] = field(default=lambda: None)
     threads: list[threading.Thread] = field(factory=list)
     #: The fence: True while this process holds the strategy's lease (set by the core).
-    fence: Callable[[], bool] = field(default=lambda: True)
+    fence: Fence = field(factory=Fence)
+    #: The lease epoch this engine runs under: grows with every change of owner, so
+    #: it tells apart what two owners of one strategy did (client order ids, logs).
+    lease_epoch: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.logger = StrategyLogger(

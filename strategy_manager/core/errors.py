@@ -49,8 +49,18 @@ class StoreError(QsmError):
     """The strategy store could not be reached or refused an operation."""
 
 
+class StoreLost(StoreError):
+    """The store this process opened is gone (its file deleted or replaced): carrying
+    on would fork the state into a store nobody else sees. Fatal for an orchestrator."""
+
+
 class SnapshotError(QsmError):
     """A snapshot could not be encoded, written or decoded."""
+
+
+class HookTimeout(HookError):
+    """An engine hook did not return in time; its thread is abandoned and the engine
+    is never called again."""
 
 
 class ScheduleError(QsmError):

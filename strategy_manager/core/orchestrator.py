@@ -1,12 +1,18 @@
 """MultiStrategyOrchestrator: keep the running workers equal to the documents.
 
-One control thread does all deciding. It wakes on a store change (change stream
-or ``change_token`` poll), on the next schedule transition, on a worker event
-(crashed, finished, started, stopped), on a retry time or on the periodic
-snapshot, and then reconciles level-triggered: the whole desired set against the
-running set, so a missed event heals at the next resync. Engine hooks run on a
-small thread pool, one operation at a time per strategy, so a slow engine never
-holds up the others.
+Four kinds of thread, none of which ever waits for another's work:
+
+* the control thread decides. It wakes on a store change (change stream or
+  ``change_token`` poll), a schedule transition, a worker or lease event, a retry
+  time or the snapshot interval, and reconciles level-triggered: the whole desired
+  set against the running set, so a missed event heals at the next resync. It reads
+  documents and writes status; it never calls an engine hook.
+* the lease keeper (:mod:`~strategy_manager.core.leases`) claims and renews leases in
+  bulk on its own schedule, and fences this process's engines off when it cannot.
+* the snapshot writer (:mod:`~strategy_manager.core.snapshots`) writes snapshots in
+  bulk, keeping them until the store acknowledges them.
+* the hook pool (:mod:`~strategy_manager.core.hookpool`) runs engine hooks, one at a
+  time per strategy, each with a deadline; a hung hook costs its own strategy only.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_all
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,25 +36,43 @@ from attrs import define, field
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
-from strategy_manager.core.context import EngineContext, safe_dirname
-from strategy_manager.core.errors import EngineHalted, HookError, QsmError, StoreError
+from strategy_manager.core.context import EngineContext, Fence, safe_dirname
+from strategy_manager.core.errors import EngineHalted, HookError, HookTimeout, QsmError, StoreError, StoreLost
+from strategy_manager.core.hookpool import HookPool
+from strategy_manager.core.leases import LeaseChange, LeaseKeeper, this_process
 from strategy_manager.core.lifecycle import LifecycleManager
-from strategy_manager.core.ownership import Leases, default_owner
 from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
-from strategy_manager.core.settings import Settings
+from strategy_manager.core.settings import Settings, validate_settings
 from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
-from strategy_manager.core.store import Lease, SnapshotWrite, StatusRecord, Store
-from strategy_manager.core.worker import EngineWorker, WorkerState
+from strategy_manager.core.store import Lease, Snapshot, SnapshotWrite, StatusRecord, Store
+from strategy_manager.core.supervision import judge, permanent
+from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
 
 log = logging.getLogger("strategy_manager.orchestrator")
 
-HEARTBEAT_SECONDS = 5.0
-#: Thread stack for engine and pool threads: hundreds of idle threads stay cheap.
+#: Thread stack for engine and pool threads: thousands of idle threads stay cheap.
 THREAD_STACK_BYTES = 1024 * 1024
+#: The control thread decodes whatever the store holds: a deep stack lets a hostile
+#: document fail with an error instead of overflowing the stack.
+CONTROL_STACK_BYTES = 16 * 1024 * 1024
+#: Shutdown takes at most stop_timeout plus this, whatever the engines do.
+SHUTDOWN_MARGIN_SECONDS = 5.0
 
 EventSink = Callable[[str, str, str], None]
+
+
+@define
+class _Due:
+    """When the control loop next has something to do."""
+
+    snapshot: datetime
+    #: The next schedule transition or restart time of any strategy.
+    schedule: datetime | None = None
+    poll: float = 0.0
+    resync: float = 0.0
+    first: bool = True
 
 
 @define
@@ -66,16 +91,18 @@ class Slot:
     state: WorkerState = WorkerState.WAITING
     reason: str | None = None
     engine: str | None = None
-    busy: Future[Any] | None = None
     failures: deque[float] = field(factory=deque)
     restarts: int = 0
     retry_at: datetime | None = None
-    failed_version: Hashable = None
     starts: int = 0
     restored_seq: int | None = None
-    #: This orchestrator's lease on the strategy; None while another one holds it.
+    #: This process's lease on the strategy; None while it holds none.
     lease: Lease | None = None
+    #: Another live process holds the lease (this one is standing by).
+    elsewhere: bool = False
     phase: Phase | None = None
+    last_snapshot_seq: int | None = None
+    last_snapshot_at: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -92,6 +119,7 @@ class MultiStrategyOrchestrator:
         on_event: EventSink | None = None,
         owner: str | None = None,
     ) -> None:
+        validate_settings(settings)
         self.settings = settings
         self.store = store
         self.registry = registry or EngineRegistry.from_entry_points(settings)
@@ -100,19 +128,41 @@ class MultiStrategyOrchestrator:
         self.wall = SystemClock()
         self.lifecycle = LifecycleManager(settings)
         self.on_event = on_event
-        self.owner = owner or default_owner()
-        self.leases = Leases(store, self.owner, settings.lease_seconds)
+        self.record = this_process(self.wall.now(), owner)
+        self.owner = self.record.owner
+        self.keeper = LeaseKeeper(
+            store, settings, lambda change: self._post("leases", "", change), self.record, self.wall
+        )
+        self.snapshots = SnapshotWriter(
+            store,
+            settings.backoff_base,
+            settings.backoff_cap,
+            fence=self.keeper,
+            report=lambda sid, seq, problem: self._post("snapshot", sid, (seq, problem)),
+        )
         self.slots: dict[str, Slot] = {}
         self.classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
+        self.pool: HookPool | None = None
+        self.fatal: QsmError | None = None
         self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self._force = False
-        self.snapshots = SnapshotWriter(store, settings.backoff_base, settings.backoff_cap)
         self._seen_token: Hashable = object()
         self._dirty: set[str] = set()
+        self._wanted: frozenset[str] = frozenset()
+        self._snapshot_round: list[Future[Any]] = []
+        #: A simulated clock's brakes (see SimClock); absent on the system clock.
+        self._clock_hold: Callable[[], AbstractContextManager[None]] = getattr(
+            self.clock, "hold", contextlib.nullcontext
+        )
+        self._set_barrier: Callable[[datetime | None], None] = getattr(
+            self.clock, "set_barrier", lambda when: None
+        )
+        self._claim_hold: AbstractContextManager[None] | None = None
+        #: Where :meth:`run` ends, in clock time: a due time like any other.
+        self._until: datetime | None = None
         self.reconciles = 0
 
     # -- the seed's programmatic API ------------------------------------------------
@@ -154,46 +204,56 @@ class MultiStrategyOrchestrator:
         ]
 
     def start(self) -> None:
-        """Read the documents once, then run the control loop on a background thread."""
+        """Start the lease keeper, the snapshot writer, the hook pool and the control loop."""
         if self._thread is not None:
             return
-        threading.stack_size(THREAD_STACK_BYTES)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="qsm-hooks")
         self._stopping.clear()
         self.lifecycle.calendars.calendar(self.settings.default_calendar)  # pays the import
+        threading.stack_size(THREAD_STACK_BYTES)
+        self.pool = HookPool(self.settings.hook_threads)
+        self.keeper.start()
+        self.snapshots.start()
         anchor = getattr(self.clock, "anchor", None)
         if anchor is not None:  # a simulated clock starts its day now that we are ready
             anchor()
+        self._claim_hold = self._clock_hold()  # released once the first claims are answered
+        self._claim_hold.__enter__()
+        threading.stack_size(CONTROL_STACK_BYTES)
         try:
-            self._reconcile_if_changed(self.clock.now(), force=True)
-        except StoreError as exc:
-            log.error("store unavailable at start, retrying: %s", exc)
-        self._thread = threading.Thread(target=self._loop, name="qsm-orchestrator", daemon=True)
-        self._thread.start()
+            self._thread = threading.Thread(target=self._loop, name="qsm-orchestrator", daemon=True)
+            self._thread.start()
+        finally:
+            threading.stack_size(THREAD_STACK_BYTES)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Snapshot every running worker in one bulk write, stop them all, and return."""
+        """Snapshot and stop every worker, write what the store takes, give up the
+        leases, and return within ``stop_timeout`` plus a margin whatever engines do."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self._shutdown(timeout if timeout is not None else self.settings.stop_timeout)
+            self._shutdown(timeout if timeout is not None else self.settings.stop_timeout)
 
     def run(self, seconds: float | None = None) -> None:
         """Start, block for ``seconds`` of clock time (or until :meth:`stop`), stop."""
-        self.start()
         deadline = None if seconds is None else self.clock.now() + timedelta(seconds=seconds)
-        while not self._stopping.is_set():
-            if deadline is not None and self.clock.now() >= deadline:
-                break
-            wait = (
-                0.5
-                if deadline is None
-                else min(0.5, self.clock.real_seconds((deadline - self.clock.now()).total_seconds()))
-            )
-            self._stopping.wait(max(wait, 0.001))
-        self.stop()
+        self._until = deadline
+        self.start()
+        if deadline is not None and getattr(self.clock, "anchor", None) is not None:
+            deadline = self._until = self.clock.now() + timedelta(seconds=seconds or 0.0)
+        try:
+            while not self._stopping.is_set():
+                if deadline is not None and self.clock.now() >= deadline:
+                    break
+                wait = (
+                    0.5
+                    if deadline is None
+                    else min(0.5, self.clock.real_seconds((deadline - self.clock.now()).total_seconds()))
+                )
+                self._stopping.wait(max(wait, 0.001))
+        finally:
+            self.stop()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (from a signal handler); never blocks."""
@@ -214,47 +274,85 @@ class MultiStrategyOrchestrator:
     def _loop(self) -> None:
         """Sleep until something is due; an idle wake-up costs O(1), not O(strategies)."""
         watch_stop = self._start_watch()
-        next_poll = next_resync = next_heartbeat = next_claim = 0.0
-        next_snapshot = self.clock.now() + timedelta(seconds=self.settings.snapshot_interval)
-        schedule_at: datetime | None = None  # the next schedule transition or retry
-        first = True
+        due = _Due(snapshot=self.clock.now() + timedelta(seconds=self.settings.snapshot_interval))
         while not self._stopping.is_set():
             self._wake.clear()
-            mono, now = time.monotonic(), self.clock.now()
-            try:
-                changed = self._drain_events(now)
-                if mono >= next_poll or mono >= next_resync or self._force:
-                    force = mono >= next_resync or self._force
-                    self._force = False
-                    if self._reconcile_if_changed(now, force=force):
-                        next_claim, changed = 0.0, True
-                    next_poll = mono + self.settings.poll_interval
-                    if force:
-                        next_resync = mono + self.settings.resync_interval
-                if mono >= next_claim:  # due times move first, so a store error cannot spin the loop
-                    next_claim, changed = mono + self.settings.lease_seconds / 3, True
-                    self._claim()
-                if changed or first or (schedule_at is not None and now >= schedule_at):
-                    self._apply_schedule(now)
-                    schedule_at, first = self._next_schedule(now), False
-                self.snapshots.retry(mono)
-                if now >= next_snapshot:
-                    next_snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
-                    self.snapshot_all()
-                if mono >= next_heartbeat:
-                    self._dirty.update(self.slots)
-                    next_heartbeat = mono + HEARTBEAT_SECONDS
-                self._flush_status()
-            except StoreError as exc:
-                log.error("store unavailable, retrying: %s", exc)
-                next_poll = mono + min(self.settings.poll_interval * 5, 10)
-            except Exception:  # the loop must survive anything one strategy does
-                log.exception("orchestrator loop error")
-            wake_at = min(t for t in (schedule_at, next_snapshot) if t is not None)
-            wait = min(next_poll, next_heartbeat, next_claim) - time.monotonic()
-            wait = min(wait, self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()))
+            with self._clock_hold():  # the work of one wake-up costs no simulated time
+                self._turn(due)
+                wake_at = min(t for t in (due.schedule, due.snapshot, self._until) if t is not None)
+                self._set_barrier(wake_at)  # a simulated clock waits for us there
+                self._hold_for_claims()
+            wait = min(
+                due.poll - time.monotonic(),
+                self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+            )
             self._wake.wait(max(wait, 0.005))
         watch_stop.set()
+        self._set_barrier(None)
+        self._release_claim_hold()
+
+    def _turn(self, due: _Due) -> None:
+        """One wake-up of the control loop; moves ``due`` on."""
+        mono, now = time.monotonic(), self.clock.now()
+        try:
+            changed = self._drain_events(now)
+            if mono >= due.poll or mono >= due.resync or self._force:
+                force = mono >= due.resync or self._force
+                self._force = False
+                due.poll = mono + self.settings.poll_interval  # first: an error cannot spin the loop
+                if force:
+                    due.resync = mono + self.settings.resync_interval
+                changed = self._reconcile_if_changed(now, force=force) or changed
+            if changed or due.first:
+                self._want()
+            if changed or due.first or (due.schedule is not None and now >= due.schedule):
+                self._apply_schedule(now)
+                due.schedule, due.first = self._next_schedule(now), False
+            if now >= due.snapshot:
+                due.snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
+                self.snapshot_all()
+            self._sweep_removed()
+            self._flush_status()
+            if self.snapshots.fatal is not None:
+                raise self.snapshots.fatal
+        except StoreLost as exc:
+            self._give_up(exc)
+        except StoreError as exc:
+            log.error("store unavailable, retrying: %s", exc)
+            due.poll = mono + min(self.settings.poll_interval * 5, 10)
+        except Exception:  # the loop must survive anything one strategy does
+            log.exception("orchestrator loop error")
+
+    def _hold_for_claims(self) -> None:
+        """While a lease claim is pending, a simulated clock waits for its answer."""
+        pending = any(
+            s.lease is None
+            and not s.elsewhere
+            and s.spec is not None
+            and s.spec.enabled
+            and s.policy is not None
+            for s in self.slots.values()
+        )
+        if pending and self._claim_hold is None:
+            self._claim_hold = self._clock_hold()
+            self._claim_hold.__enter__()
+        elif not pending:
+            self._release_claim_hold()
+
+    def _release_claim_hold(self) -> None:
+        if self._claim_hold is not None:
+            self._claim_hold.__exit__(None, None, None)
+            self._claim_hold = None
+
+    def _give_up(self, exc: QsmError) -> None:
+        """A fatal store error: fence every engine off and stop."""
+        self.fatal = exc
+        log.critical("%s", exc)
+        self._emit("fatal", "orchestrator", str(exc))
+        for slot in self.slots.values():
+            if slot.worker is not None:
+                slot.worker.revoke()
+        self._stopping.set()
 
     def _next_schedule(self, now: datetime) -> datetime | None:
         """The earliest schedule transition or restart time of any strategy."""
@@ -295,27 +393,6 @@ class MultiStrategyOrchestrator:
         self.reconcile(self.store.list_strategies(), now)
         return True
 
-    # -- ownership ---------------------------------------------------------------
-    def _claim(self) -> None:
-        """Take or renew the lease of every runnable strategy; let go of lost ones.
-
-        A strategy another live orchestrator holds stays in STANDBY here. A worker
-        whose lease was lost (this process stalled past its lease) is stopped
-        without a snapshot: the new owner's state wins.
-        """
-        wanted = [s.id for s in self.slots.values() if s.spec is not None and s.spec.enabled]
-        held = self.leases.claim(wanted, self.wall.now())
-        for slot in self.slots.values():
-            slot.lease = held.get(slot.id)
-            if slot.lease is not None or slot.spec is None or not slot.spec.enabled:
-                if slot.state is WorkerState.STANDBY:
-                    slot.state = WorkerState.WAITING
-                continue
-            if slot.worker is not None and slot.worker.state is WorkerState.RUNNING:
-                self._emit("lost", slot.id, "lease taken by another orchestrator; stopping")
-                self._submit_stop(slot, WorkerState.STANDBY, forget=True, save_state=False)
-            slot.state = WorkerState.STANDBY
-
     def reconcile(self, documents: list[dict[str, Any]], now: datetime | None = None) -> None:
         """Make the slots match ``documents`` (all of them, from one query)."""
         now = now or self.clock.now()
@@ -344,8 +421,7 @@ class MultiStrategyOrchestrator:
             if slot.worker is not None:
                 self._emit("removed", ident, "document removed; stopping")
                 self._submit_stop(slot, WorkerState.STOPPED, forget=True)
-            if not _pending(slot):
-                del self.slots[ident]
+            self._forget_if_idle(slot)
 
     def _parse(self, document: Any, index: int) -> tuple[str, StrategySpec | None, str | None]:
         try:
@@ -403,41 +479,70 @@ class MultiStrategyOrchestrator:
             self._emit("blocked", slot.id, reason)
         slot.state, slot.reason = WorkerState.BLOCKED, reason
 
-    def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:
-        engine_dir = Path(self.settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id)
-        options = dict(self.settings.engine_options.get(spec.engine, {}))
-        classes = self.classes.with_prefixes(hooks.entry.class_prefixes)
-
-        def make_context() -> EngineContext:
-            return EngineContext(
-                spec=spec, data_dir=engine_dir, classes=classes, clock=self.clock, options=options
-            )
-
-        def load_snapshot() -> dict[str, Any] | None:
-            snap = self.store.latest_snapshot(spec.id)
-            slot.restored_seq = snap.seq if snap else None
-            return snap.state if snap else None
-
-        def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
-            with contextlib.suppress(StoreError):  # kept and retried by the snapshot writer
-                self.snapshots.save([self._snapshot_write(slot, state)])
-
-        return EngineWorker(
-            spec,
-            hooks,
-            make_context,
-            load_snapshot=load_snapshot,
-            state_sink=sink,
-            on_exit=lambda w, exc: self._post("exited", spec.id, (w, exc)),
-            stop_timeout=self.settings.stop_timeout,
+    # -- ownership ---------------------------------------------------------------
+    def _want(self) -> None:
+        """Tell the lease keeper which leases to hold: runnable strategies, and those
+        whose engine is still running or whose last snapshot is still unwritten."""
+        pending = self.snapshots.pending_ids()
+        wanted = frozenset(
+            s.id
+            for s in self.slots.values()
+            if (s.spec is not None and s.spec.enabled and not s.removed)
+            or s.worker is not None
+            or self._busy(s)
+            or s.id in pending
         )
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self.keeper.want(wanted)
+
+    def _on_leases(self, change: LeaseChange) -> None:
+        for sid, lease in change.claimed.items():
+            slot = self.slots.get(sid)
+            if slot is not None:
+                slot.lease, slot.elsewhere = lease, False
+                if slot.state is WorkerState.STANDBY:
+                    slot.state = WorkerState.WAITING
+                self._dirty.add(sid)
+        for sid in change.elsewhere:
+            slot = self.slots.get(sid)
+            if slot is not None and slot.lease is None:
+                slot.elsewhere = True
+                if slot.state not in (WorkerState.BLOCKED, WorkerState.DISABLED):
+                    slot.state = WorkerState.STANDBY
+        for sid in change.lost:
+            slot = self.slots.get(sid)
+            if slot is None:
+                continue
+            slot.lease, slot.elsewhere = None, True
+            if slot.worker is not None and slot.worker.context is not None:
+                self._emit("lost", sid, "lease taken by another orchestrator; stopping")
+                slot.worker.revoke()
+                self._submit_stop(slot, WorkerState.STANDBY, forget=True, save_state=False)
+            if slot.state not in (WorkerState.BLOCKED, WorkerState.DISABLED):
+                slot.state = WorkerState.STANDBY
+            self._dirty.add(sid)
+        for sid in change.expired:
+            slot = self.slots.get(sid)
+            if slot is None:
+                continue
+            slot.lease = None
+            if slot.worker is not None and slot.worker.context is not None:
+                self._emit("fenced", sid, "lease not renewed in time; engine stopped until it is")
+                slot.worker.revoke()
+                self._submit_stop(slot, WorkerState.WAITING, forget=True)
+            if slot.state in (WorkerState.RUNNING, WorkerState.STARTING, WorkerState.PAUSED):
+                slot.state = WorkerState.WAITING
+            slot.reason = "lease not renewed in time (store unreachable?)"
+            self._dirty.add(sid)
 
     # -- schedule and supervision --------------------------------------------------
     def _apply_schedule(self, now: datetime) -> None:
+        starts: list[Slot] = []
         for slot in list(self.slots.values()):
-            if slot.spec is None or slot.policy is None or not slot.spec.enabled or _pending(slot):
+            if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
                 continue
-            if slot.state in (WorkerState.FAILED, WorkerState.STANDBY) or slot.lease is None:
+            if slot.state is WorkerState.FAILED or slot.lease is None:
                 continue
             if slot.worker is None:
                 slot.worker = self._make_worker(slot, slot.spec, slot.hooks)
@@ -451,7 +556,7 @@ class MultiStrategyOrchestrator:
                 self._dirty.add(slot.id)
             state = slot.worker.state
             if phase.running and state not in (WorkerState.RUNNING, WorkerState.FINISHED):
-                self._submit_start(slot)
+                starts.append(slot)
             elif not phase.running and state is WorkerState.RUNNING:
                 kind = WorkerState.PAUSED if phase.reason == "lunch break" else WorkerState.WAITING
                 self._emit(
@@ -466,34 +571,96 @@ class MultiStrategyOrchestrator:
                 WorkerState.FINISHED,
             ):
                 slot.state = WorkerState.WAITING
+        # A strategy whose last snapshot is not in the store yet starts once it is
+        # (the writer's report wakes the loop): it never starts from an older state.
+        starts = [s for s in starts if self.snapshots.pending(s.id) is None]
+        if starts:
+            self._start_all(starts)
 
-    def _submit(self, slot: Slot, op: Callable[[], None]) -> None:
-        """Run ``op`` on the hook pool after the slot's previous operation."""
-        assert self._pool is not None
-        previous = slot.busy
+    def _start_all(self, slots: list[Slot]) -> None:
+        """Start ``slots`` with their latest snapshots, read in one bulk call here (on
+        the control thread, whose deep stack decodes whatever the store holds)."""
+        stored = self.store.latest_snapshots([s.id for s in slots])
+        for slot in slots:
+            assert slot.lease is not None and slot.worker is not None
+            self._submit_start(slot, slot.lease, stored.get(slot.id))
 
-        def chained() -> None:
-            if previous is not None:
-                with contextlib.suppress(Exception):  # the previous op reported it
-                    previous.result()
-            op()
+    def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:
+        engine_dir = Path(self.settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id)
+        options = dict(self.settings.engine_options.get(spec.engine, {}))
+        classes = self.classes.with_prefixes(hooks.entry.class_prefixes)
+        keeper = self.keeper
+        worker: EngineWorker
 
-        slot.busy = self._pool.submit(chained)
+        def make_context() -> EngineContext:
+            epoch = worker.lease_epoch
+            fence = Fence(lambda: keeper.valid(spec.id, epoch))
+            return EngineContext(
+                spec=spec,
+                data_dir=engine_dir,
+                classes=classes,
+                clock=self.clock,
+                options=options,
+                fence=fence,
+                lease_epoch=epoch,
+            )
 
-    def _submit_start(self, slot: Slot) -> None:
+        def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
+            self.snapshots.add(self._snapshot_write(slot.id, spec.engine, worker.lease_epoch, state))
+
+        worker = EngineWorker(
+            spec,
+            hooks,
+            make_context,
+            state_sink=sink,
+            on_exit=lambda w, exc: self._post("exited", spec.id, (w, exc)),
+            stop_timeout=self.settings.stop_timeout,
+        )
+        worker.lease_epoch = 0
+        return worker
+
+    def _busy(self, slot: Slot) -> bool:
+        return self.pool is not None and self.pool.busy(slot.id)
+
+    def _submit(
+        self, slot: Slot, worker: EngineWorker, op: Callable[[], None], timeout: float, name: str
+    ) -> Future[Any]:
+        """Run ``op`` on the hook pool after the slot's earlier operations."""
+        assert self.pool is not None
+
+        def hung() -> None:  # in the pool's watchdog: never block here
+            worker.abandon(f"{name} did not return within {timeout:g}s; engine abandoned")
+            self._post("hung", slot.id, (worker, name, timeout))
+
+        hold = self._clock_hold()  # a simulated clock waits for the hook
+        hold.__enter__()
+        future = self.pool.submit(slot.id, op, timeout, name=name, on_timeout=hung)
+        future.add_done_callback(lambda _f: hold.__exit__(None, None, None))
+        return future
+
+    def _submit_start(self, slot: Slot, lease: Lease, snapshot: Snapshot | None) -> None:
         worker = slot.worker
         assert worker is not None
         slot.state = WorkerState.STARTING
+        slot.restored_seq = snapshot.seq if snapshot is not None else None
+        worker.lease_epoch = lease.epoch
 
         def op() -> None:
             try:
-                worker.start()
+                if snapshot is not None and snapshot.error:
+                    from strategy_manager.core.errors import SnapshotError
+
+                    raise SnapshotError(
+                        f"{slot.id}: snapshot #{snapshot.seq} cannot be restored: {snapshot.error} "
+                        "(strategy-manager state rollback brings back an earlier one)"
+                    )
+                worker.start(snapshot=snapshot.state if snapshot is not None else None)
             except Exception as exc:
                 self._post("start_failed", slot.id, (worker, exc))
             else:
                 self._post("started", slot.id, worker)
 
-        self._submit(slot, op)
+        self._submit(slot, worker, op, self.settings.start_timeout, "start")
 
     def _submit_stop(self, slot: Slot, final: WorkerState, forget: bool, save_state: bool = True) -> None:
         worker = slot.worker
@@ -507,14 +674,18 @@ class MultiStrategyOrchestrator:
             worker.stop(save_state=save_state, final_state=final)
             self._post("stopped", slot.id, (worker, final, forget))
 
-        self._submit(slot, op)
+        self._submit(slot, worker, op, self._stop_budget(), "stop")
+
+    def _stop_budget(self) -> float:
+        s = self.settings
+        return WIND_DOWN_SECONDS + s.snapshot_timeout + 2 * s.stop_timeout + 1.0
 
     def _post(self, kind: str, ident: str, payload: Any) -> None:
         self._events.put((kind, ident, payload))
         self._wake.set()
 
     def _drain_events(self, now: datetime) -> bool:
-        """Apply what workers reported; True if there was anything."""
+        """Apply what workers, leases and the writer reported; True if there was anything."""
         seen = False
         while True:
             try:
@@ -522,98 +693,142 @@ class MultiStrategyOrchestrator:
             except queue.Empty:
                 return seen
             seen = True
+            if kind == "leases":
+                self._on_leases(payload)
+                continue
             slot = self.slots.get(ident)
             if slot is None:
                 continue
             self._dirty.add(ident)
-            if kind == "started" and payload is slot.worker:
-                slot.state, slot.reason = WorkerState.RUNNING, None
-                slot.starts += 1
-                restored = f"restored snapshot #{slot.restored_seq}" if slot.restored_seq else "fresh"
-                self._emit("started", ident, restored)
-            elif kind == "start_failed" and payload[0] is slot.worker:
+            self._apply_event(slot, kind, payload, now)
+            self._forget_if_idle(slot)
+
+    def _apply_event(self, slot: Slot, kind: str, payload: Any, now: datetime) -> None:
+        ident = slot.id
+        if kind == "started" and slot.worker is not None and payload is slot.worker:
+            slot.starts += 1
+            if slot.worker.state is not WorkerState.RUNNING:
+                return  # it ended while starting: its exit event said so already
+            slot.state, slot.reason = WorkerState.RUNNING, None
+            restored = f"restored snapshot #{slot.restored_seq}" if slot.restored_seq else "fresh"
+            self._emit("started", ident, restored)
+        elif kind == "start_failed" and payload[0] is slot.worker:
+            self._failure(slot, payload[1], now)
+        elif kind == "exited" and payload[0] is slot.worker:
+            if payload[1] is None:
+                slot.state, slot.reason = WorkerState.FINISHED, "engine finished on its own"
+                self._emit("finished", ident, "engine finished on its own")
+                self._submit_stop(slot, WorkerState.FINISHED, forget=False)
+            else:
                 self._failure(slot, payload[1], now)
-            elif kind == "exited" and payload[0] is slot.worker:
-                if payload[1] is None:
-                    slot.state, slot.reason = WorkerState.FINISHED, "engine finished on its own"
-                    self._emit("finished", ident, "engine finished on its own")
-                    self._submit_stop(slot, WorkerState.FINISHED, forget=False)
-                else:
-                    self._failure(slot, payload[1], now)
-            elif kind == "stopped":
-                worker, final, forget = payload
-                if isinstance(worker.error, HookError):  # a stop that hung or left threads behind
-                    slot.reason = _without_prefix(str(worker.error), ident)
-                    self._emit("warning", ident, slot.reason)
-                elif forget and final is not WorkerState.FAILED:
-                    self._emit("stopped", ident, "snapshot saved")
-                if slot.removed and not _pending(slot):
-                    del self.slots[ident]
+        elif kind == "hung":
+            worker, name, timeout = payload
+            reason = f"{name} did not return within {timeout:g}s; engine abandoned (its thread still runs)"
+            self._emit("hung", ident, reason)
+            if worker is slot.worker:  # a later worker of the strategy is not affected
+                slot.worker = None
+                slot.state, slot.reason = WorkerState.FAILED, reason
+        elif kind == "stopped":
+            worker, final, forget = payload
+            if isinstance(worker.error, HookError) and not isinstance(worker.error, HookTimeout):
+                slot.reason = _without_prefix(str(worker.error), ident)  # a hung stop or leftover threads
+                self._emit("warning", ident, slot.reason)
+            elif forget and final is not WorkerState.FAILED:
+                self._emit("stopped", ident, "snapshot saved")
+        elif kind == "snapshot":
+            seq, problem = payload
+            if problem is None:
+                slot.last_snapshot_seq, slot.last_snapshot_at = seq, self.wall.now()
+            else:
+                slot.reason = _without_prefix(problem, ident)
+                self._emit("warning", ident, slot.reason)
+
+    def _sweep_removed(self) -> None:
+        for slot in [s for s in self.slots.values() if s.removed]:
+            self._forget_if_idle(slot)
+
+    def _forget_if_idle(self, slot: Slot) -> None:
+        idle = slot.worker is None and not self._busy(slot) and self.snapshots.pending(slot.id) is None
+        if slot.removed and idle:
+            self.slots.pop(slot.id, None)
+            self._dirty.discard(slot.id)
 
     def _failure(self, slot: Slot, exc: BaseException, now: datetime) -> None:
-        error = str(exc) or type(exc).__name__
+        error = _without_prefix(str(exc) or type(exc).__name__, slot.id)
         slot.reason = error
-        window = self.settings.restart_window
-        mono = now.timestamp()
-        slot.failures.append(mono)
-        while slot.failures and slot.failures[0] < mono - window:
-            slot.failures.popleft()
-        if slot.worker is not None:  # clean up what the crash left; its state is suspect
-            self._submit_stop(slot, WorkerState.FAILED, forget=False, save_state=False)
-        if isinstance(exc, EngineHalted):
-            slot.state = WorkerState.FAILED
-            slot.failed_version = slot.version
-            self._emit("halted", slot.id, _without_prefix(error, slot.id))
-            return
-        if len(slot.failures) > self.settings.restart_max:
-            slot.state = WorkerState.FAILED
-            slot.failed_version = slot.version
-            self._emit(
-                "failed",
-                slot.id,
-                f"{len(slot.failures)} failures in {window:.0f}s; "
-                f"last: {error}. Fix the document or run 'strategies enable'.",
-            )
-            return
-        attempt = len(slot.failures)
-        delay = random.uniform(
-            0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (attempt - 1))
+        s = self.settings
+        verdict = judge(
+            slot.failures, exc, now, s.restart_max, s.restart_window, s.backoff_base, s.backoff_cap
         )
-        slot.retry_at = now + timedelta(seconds=delay)
+        if slot.worker is not None:  # clean up what the crash left; its state is suspect
+            slot.worker.revoke()
+            self._submit_stop(slot, WorkerState.FAILED, forget=False, save_state=False)
+        cause = permanent(exc)
+        if verdict.retry_at is None:
+            slot.state = WorkerState.FAILED
+            if isinstance(cause, EngineHalted):
+                self._emit("halted", slot.id, error)
+            elif cause is not None:
+                self._emit(
+                    "failed", slot.id, f"{error}. Not retried: fix the cause, then 'strategies enable'."
+                )
+            else:
+                self._emit(
+                    "failed",
+                    slot.id,
+                    f"{verdict.attempt} failures in {s.restart_window:.0f}s; "
+                    f"last: {error}. Fix the document or run 'strategies enable'.",
+                )
+            return
+        slot.retry_at = verdict.retry_at
         slot.restarts += 1
         slot.state = WorkerState.BACKOFF
-        self._emit("error", slot.id, f"{error}; restart {attempt} in {delay:.1f}s")
+        self._emit("error", slot.id, f"{error}; restart {verdict.attempt} in {verdict.delay:.1f}s")
 
     # -- snapshots, status and shutdown -----------------------------------------------
     def snapshot_all(self) -> int:
-        """Snapshot every running worker and write them in one bulk call."""
-        writes = []
-        now = self.clock.now()
+        """Ask every running engine for its state, on the hook pool; each state goes to
+        the snapshot writer when it comes. Returns how many were asked."""
+        asked = 0
+        round_: list[Future[Any]] = []
         for slot in self.slots.values():
-            if not slot.running or slot.worker is None or _pending(slot):
+            worker = slot.worker
+            if not slot.running or worker is None or self._busy(slot):
                 continue
-            try:
-                state = slot.worker.snapshot()
-            except QsmError as exc:
-                log.error("%s", exc)
-                slot.reason = str(exc)
-                continue
-            if state is not None:
-                writes.append(self._snapshot_write(slot, state, now))
-        if writes:
-            with contextlib.suppress(StoreError):  # kept and retried by the snapshot writer
-                self.snapshots.save(writes)
-        return len(writes)
+            round_.append(self._submit_snapshot(slot, worker))
+            asked += 1
+        self._snapshot_round = round_
+        return asked
 
-    def _snapshot_write(
-        self, slot: Slot, state: dict[str, Any], now: datetime | None = None
-    ) -> SnapshotWrite:
-        lease = (slot.lease.owner, slot.lease.epoch) if slot.lease is not None else None
-        engine = slot.engine or (slot.spec.engine if slot.spec else "")
-        return SnapshotWrite(slot.id, engine, state, now or self.clock.now(), lease=lease)
+    def _submit_snapshot(self, slot: Slot, worker: EngineWorker) -> Future[Any]:
+        sid, engine, epoch = slot.id, slot.engine or "", worker.lease_epoch
+
+        def op() -> None:
+            try:
+                state = worker.snapshot()
+            except QsmError as exc:
+                self._post("snapshot", sid, (None, str(exc)))
+                return
+            if state is not None:
+                self.snapshots.add(self._snapshot_write(sid, engine, epoch, state))
+
+        return self._submit(slot, worker, op, self.settings.snapshot_timeout, "snapshot")
+
+    def _snapshot_write(self, sid: str, engine: str, epoch: int, state: dict[str, Any]) -> SnapshotWrite:
+        return SnapshotWrite(sid, engine, state, self.clock.now(), lease=(self.owner, epoch))
 
     def _status(self, slot: Slot) -> StatusRecord:
         phase = slot.phase
+        details: dict[str, Any] = {
+            "starts": slot.starts,
+            "restored_seq": slot.restored_seq,
+            "reason": slot.reason,
+        }
+        if slot.last_snapshot_seq is not None:
+            details["last_snapshot_seq"] = slot.last_snapshot_seq
+            details["last_snapshot_at"] = slot.last_snapshot_at.isoformat() if slot.last_snapshot_at else None
+        if slot.lease is not None:
+            details["epoch"] = slot.lease.epoch
         return StatusRecord(
             strategy_id=slot.id,
             state=str(slot.state),
@@ -624,11 +839,7 @@ class MultiStrategyOrchestrator:
             last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else slot.reason,
             next_transition=phase.next_kind if phase else None,
             next_transition_at=phase.until if phase else None,
-            details={
-                "starts": slot.starts,
-                "restored_seq": slot.restored_seq,
-                "reason": slot.reason,
-            },
+            details=details,
         )
 
     def _flush_status(self) -> None:
@@ -648,54 +859,59 @@ class MultiStrategyOrchestrator:
             log.error("status write failed: %s", exc)
 
     def _shutdown(self, timeout: float) -> None:
-        pool = self._pool
-        deadline = time.monotonic() + timeout
-        if pool is not None:
-            for slot in self.slots.values():  # let in-flight operations finish
-                if slot.busy is not None:
-                    with contextlib.suppress(Exception):  # reported by the operation
-                        slot.busy.result(max(0.0, deadline - time.monotonic()))
-        self.snapshot_all()
-        stops = []
-        for slot in self.slots.values():
-            worker = slot.worker
-            if worker is not None and worker.engine is not None:
-                stops.append(threading.Thread(target=worker.stop, kwargs={"save_state": False}, daemon=True))
-                slot.state = WorkerState.STOPPED
-        for t in stops:
-            t.start()
-        for t in stops:
-            t.join(max(0.0, deadline - time.monotonic()))
+        """Bounded by ``timeout`` plus a margin: stops run in parallel with deadlines,
+        engines that do not stop in time are abandoned and reported."""
+        deadline = time.monotonic() + timeout + SHUTDOWN_MARGIN_SECONDS
+        pool = self.pool
         self._drain_events(self.clock.now())
-        if len(self.snapshots):
-            try:
-                self.snapshots.save([])
-            except StoreError:
-                log.error(
-                    "the store is unreachable: %d snapshots could not be written before exit "
-                    "(the strategies resume from their previous ones)",
-                    len(self.snapshots),
-                )
+        stops: dict[str, Future[Any]] = {}
+        if pool is not None:
+            working = [s for s in self.slots.values() if s.worker is not None]
+            pool.grow(min(256, max(len(working), self.settings.hook_threads)))
+            budget = max(0.1, timeout)
+            for slot in working:
+                worker = slot.worker
+                assert worker is not None
+                final = worker.state if slot.state is WorkerState.FAILED else WorkerState.STOPPED
+
+                def op(worker: EngineWorker = worker, final: WorkerState = final) -> None:
+                    worker.stop(save_state=True, final_state=final)
+
+                stops[slot.id] = self._submit(slot, worker, op, budget, "stop")
+                slot.state = WorkerState.STOPPED if slot.state is not WorkerState.FAILED else slot.state
+            wait_all(
+                list(stops.values()), timeout=max(0.0, deadline - SHUTDOWN_MARGIN_SECONDS - time.monotonic())
+            )
+        abandoned = {
+            sid for sid, f in stops.items() if not f.done() or isinstance(f.exception(), HookTimeout)
+        }
+        if pool is not None:
+            abandoned |= {str(a.key) for a in pool.abandoned() if not a.returned}
+        for sid in sorted(abandoned):
+            log.error("%s: engine did not stop in time; abandoned", sid)
+            if sid in self.slots:
+                self.slots[sid].state = WorkerState.FAILED
+                self.slots[sid].reason = "did not stop in time at shutdown; abandoned"
+        self.snapshots.stop()
+        left = self.snapshots.flush(max(0.5, deadline - time.monotonic() - 1.0))
+        if left:
+            log.error(
+                "%d snapshots could not be written before exit "
+                "(the strategies resume from their previous ones)",
+                left,
+            )
+        self._drain_events(self.clock.now())
         self._dirty.update(self.slots)
         self._flush_status()
-        held = [s.id for s in self.slots.values() if s.lease is not None]
-        if held:  # a successor need not wait for the leases to expire
-            try:
-                self.leases.release(held)
-            except QsmError as exc:
-                log.error("could not release leases: %s", exc)
+        self.keeper.stop(keep=abandoned)
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            pool.shutdown()
+            self.pool = None
 
 
 def _without_prefix(message: str, ident: str) -> str:
     """Messages name their strategy; a status line about that strategy need not."""
     return message[len(ident) + 2 :] if message.startswith(f"{ident}: ") else message
-
-
-def _pending(slot: Slot) -> bool:
-    return slot.busy is not None and not slot.busy.done()
 
 
 def _fmt(when: datetime | None) -> str:

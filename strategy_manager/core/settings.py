@@ -11,6 +11,7 @@ reads ``os.environ``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -59,7 +60,11 @@ class Settings:
     )
     leases_collection: str = field(
         default="strategy_leases",
-        metadata=_meta("QSM_LEASES_COLLECTION", "ownership leases and snapshot sequence per strategy"),
+        metadata=_meta("QSM_LEASES_COLLECTION", "ownership lease per strategy"),
+    )
+    owners_collection: str = field(
+        default="strategy_owners",
+        metadata=_meta("QSM_OWNERS_COLLECTION", "one heartbeat record per orchestrator process"),
     )
     data_dir: str = field(
         default=".qsm",
@@ -138,8 +143,39 @@ class Settings:
         default=10.0, metadata=_meta("QSM_STOP_TIMEOUT", "seconds an engine gets to stop")
     )
     lease_seconds: float = field(
-        default=15.0, metadata=_meta("QSM_LEASE_SECONDS", "ownership lease of a strategy")
+        default=15.0, metadata=_meta("QSM_LEASE_SECONDS", "ownership lease of a strategy, seconds")
     )
+    lease_renew_seconds: float = field(
+        default=2.0,
+        metadata=_meta(
+            "QSM_LEASE_RENEW_SECONDS",
+            "seconds between lease renewals; lease_seconds is at least 3 times this",
+        ),
+    )
+    lease_margin_seconds: float | None = field(
+        default=None,
+        metadata=_meta(
+            "QSM_LEASE_MARGIN_SECONDS",
+            "a process stops its engines this long before its lease could expire "
+            "(unset: a third of lease_seconds); covers clock skew between hosts",
+        ),
+    )
+    on_lease_loss: str = field(
+        default="stop",
+        metadata=_meta(
+            "QSM_ON_LEASE_LOSS",
+            "stop (engines stop when leases cannot be renewed) or keep_running "
+            "(unsafe with more than one orchestrator)",
+        ),
+    )
+    start_timeout: float = field(
+        default=120.0,
+        metadata=_meta("QSM_START_TIMEOUT", "seconds create, restore and start may take together"),
+    )
+    snapshot_timeout: float = field(
+        default=10.0, metadata=_meta("QSM_SNAPSHOT_TIMEOUT", "seconds a snapshot hook may take")
+    )
+    hook_threads: int = field(default=16, metadata=_meta("QSM_HOOK_THREADS", "threads that run engine hooks"))
     engine_options: Mapping[str, Mapping[str, Any]] = field(
         factory=dict,
         metadata=_meta("QSM_ENGINE_OPTIONS", "per-engine options, JSON object by engine name"),
@@ -152,6 +188,16 @@ class Settings:
     @property
     def embedded_path(self) -> Path:
         return Path(self.data_dir) / "store.sqlite3"
+
+    @property
+    def lease_margin(self) -> float:
+        """How long before its lease expires a process stops its engines."""
+        return self.lease_seconds / 3 if self.lease_margin_seconds is None else self.lease_margin_seconds
+
+    @property
+    def fence_seconds(self) -> float:
+        """How long after a successful renewal was sent a process may act on its leases."""
+        return self.lease_seconds - self.lease_margin
 
     def engine_enabled(self, name: str) -> bool:
         """An engine loads when the ``engines`` list (if set) names it, unless switched off."""
@@ -233,7 +279,7 @@ def load_settings(
         settings = Settings(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid settings: {exc}") from None
-    _validate(settings)
+    validate_settings(settings)
     return LoadedSettings(
         settings=settings,
         sources=sources,
@@ -247,20 +293,79 @@ def load_settings(
     )
 
 
-def _validate(s: Settings) -> None:
+DAY = 86_400.0
+#: (setting, lowest, highest): every number must be finite and in its range.
+NUMERIC_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("mongo_timeout_ms", 1, 600_000),
+    ("poll_interval", 0, 3600),
+    ("resync_interval", 0, DAY),
+    ("snapshot_interval", 0, DAY),
+    ("snapshot_history", 1, 100_000),
+    ("pre_open_minutes", 0, 1440),
+    ("post_close_minutes", 0, 1440),
+    ("restart_max", 0, 1_000_000),
+    ("restart_window", 0, 30 * DAY),
+    ("backoff_base", 0, DAY),
+    ("backoff_cap", 0, DAY),
+    ("stop_timeout", 0, 3600),
+    ("lease_seconds", 0, DAY),
+    ("lease_renew_seconds", 0, DAY),
+    ("lease_margin_seconds", 0, DAY),
+    ("start_timeout", 0, DAY),
+    ("snapshot_timeout", 0, 3600),
+    ("hook_threads", 1, 1024),
+)
+POSITIVE = {
+    "poll_interval",
+    "resync_interval",
+    "snapshot_interval",
+    "restart_window",
+    "backoff_base",
+    "backoff_cap",
+    "stop_timeout",
+    "lease_seconds",
+    "lease_renew_seconds",
+    "lease_margin_seconds",
+    "start_timeout",
+    "snapshot_timeout",
+}
+
+
+def validate_settings(s: Settings) -> None:
+    """ConfigError naming the setting unless every value is usable (finite, in range, consistent)."""
     choices = {
         "schedule_mode": ("calendar", "always"),
         "lunch_break": ("keep_running", "pause"),
         "calendar_end_policy": ("weekdays", "stop"),
+        "on_lease_loss": ("stop", "keep_running"),
     }
     for name, allowed in choices.items():
         if getattr(s, name) not in allowed:
             raise ConfigError(
                 f"setting {name}: must be one of {', '.join(allowed)}, got {getattr(s, name)!r}"
             )
-    for name in ("poll_interval", "resync_interval", "snapshot_interval", "stop_timeout"):
-        if getattr(s, name) <= 0:
-            raise ConfigError(f"setting {name}: must be positive, got {getattr(s, name)}")
+    for name, low, high in NUMERIC_RANGES:
+        value = getattr(s, name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(f"setting {name}: must be a number from {low:g} to {high:g}, got {value}")
+        if name in POSITIVE and value <= 0:
+            raise ConfigError(f"setting {name}: must be positive, got {value}")
+    if s.backoff_cap < s.backoff_base:
+        raise ConfigError(
+            f"setting backoff_cap: must be at least backoff_base ({s.backoff_base:g}), got {s.backoff_cap:g}"
+        )
+    if s.lease_seconds < 3 * s.lease_renew_seconds:
+        raise ConfigError(
+            f"setting lease_seconds: must be at least 3 x lease_renew_seconds "
+            f"({3 * s.lease_renew_seconds:g}), got {s.lease_seconds:g}"
+        )
+    if s.fence_seconds < 2 * s.lease_renew_seconds:
+        raise ConfigError(
+            f"setting lease_margin_seconds: leaves {s.fence_seconds:g}s of lease_seconds, less than two "
+            f"renewals ({2 * s.lease_renew_seconds:g}s); lower it or raise lease_seconds"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -319,7 +424,9 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError
             return value
-        if kind in ("float",):
+        if kind in ("float", "float | None"):
+            if (raw is None or (text and not raw.strip())) and "None" in kind:
+                return None
             value = float(raw) if text else raw
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError

@@ -18,9 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from strategy_manager.core.context import EngineContext
-from strategy_manager.core.errors import EngineHalted, HookError, QsmError, SnapshotError
+from strategy_manager.core.errors import EngineHalted, HookError, HookTimeout, QsmError, SnapshotError
 from strategy_manager.core.registry import EngineHooks
 from strategy_manager.core.spec import StrategySpec
+from strategy_manager.core.store import codec
 
 log = logging.getLogger("strategy_manager.worker")
 
@@ -121,6 +122,8 @@ ContextFactory = Callable[[], EngineContext]
 #: How long a stop waits for the engine's threads to end before taking the snapshot.
 WIND_DOWN_SECONDS = 1.0
 ExitCallback = Callable[["EngineWorker", BaseException | None], None]
+#: ``start(snapshot=LOAD)``: ask ``load_snapshot`` for the state to restore.
+LOAD: Any = object()
 
 
 class EngineWorker(StrategyWorker):
@@ -129,6 +132,10 @@ class EngineWorker(StrategyWorker):
     Restartable: every :meth:`start` creates a fresh engine (and restores the latest
     snapshot from ``load_snapshot``); :meth:`stop` snapshots, stops and forgets it.
     Hooks of one worker never run at the same time (a per-worker lock).
+
+    A worker whose hook hung is :meth:`abandon`-ed by its driver: its engine's fence
+    goes down and its stop event is set, and no hook of that engine is called again;
+    a hook that returns after all finds it abandoned and stops the engine itself.
     """
 
     def __init__(
@@ -153,6 +160,9 @@ class EngineWorker(StrategyWorker):
         self.engine: Any = None
         self.started_at: datetime | None = None
         self.restored_from: int | None = None
+        self.abandoned = False
+        #: The lease epoch the next start runs under (set by the orchestrator).
+        self.lease_epoch = 0
         self._lock = threading.RLock()
 
     @property
@@ -160,14 +170,16 @@ class EngineWorker(StrategyWorker):
         return self.spec.id
 
     # -- lifecycle ---------------------------------------------------------------
-    def start(self) -> None:  # type: ignore[override]
+    def start(self, snapshot: dict[str, Any] | None = LOAD) -> None:  # type: ignore[override]
         """Create, restore and start the engine; return once the start hook returned.
 
-        Raises HookError naming the strategy and the failing step; the engine is
-        stopped and forgotten before the error propagates.
+        ``snapshot`` is the state to restore (None: start fresh); by default it comes
+        from ``load_snapshot``. Raises HookError naming the strategy and the failing
+        step (the original error as its cause); the engine is stopped and forgotten
+        before the error propagates.
         """
         with self._lock:
-            if self._state in (WorkerState.RUNNING, WorkerState.STARTING):
+            if self._state in (WorkerState.RUNNING, WorkerState.STARTING) or self.abandoned:
                 return
             self._state = WorkerState.STARTING
             self.error = None
@@ -178,15 +190,19 @@ class EngineWorker(StrategyWorker):
             self.context = context
             step = "create"
             try:
+                if not context.lease_valid():
+                    raise HookError(f"{self.id}: not started: this process no longer holds its lease")
                 self.engine = self.hooks.create(self.spec, context)
                 if self.engine is None:
                     raise HookError(f"{self.id}: engine '{self.hooks.name}' create returned None")
-                snapshot = self.load_snapshot() if self.hooks.has("restore") else None
-                if snapshot is not None:
-                    step = "restore"
-                    self.hooks.restore(self.engine, snapshot, context)
+                if self.hooks.has("restore"):
+                    state = self.load_snapshot() if snapshot is LOAD else snapshot
+                    if state is not None and not self.abandoned:
+                        step = "restore"
+                        self.hooks.restore(self.engine, state, context)
                 step = "start"
-                self.hooks.start(self.engine, context)
+                if not self.abandoned:
+                    self.hooks.start(self.engine, context)
             except BaseException as exc:
                 self.error = exc
                 self._teardown(context)
@@ -196,9 +212,29 @@ class EngineWorker(StrategyWorker):
                 if isinstance(exc, EngineHalted):  # keep the kind: it decides "no restarts"
                     raise EngineHalted(f"{self.id}: {step} halted: {_one_line(exc)}") from exc
                 raise HookError(f"{self.id}: {step} failed: {_one_line(exc)}") from exc
+            if self.abandoned:  # a hook hung, then came back: nobody else may stop it now
+                self._teardown(context)
+                return
             self.started_at = context.clock.now()
             if self._state is WorkerState.STARTING:
                 self._state = WorkerState.RUNNING
+
+    def abandon(self, reason: str) -> None:
+        """Give up on this worker's engine (a hook hung): its fence goes down and its
+        stop event is set at once, and no hook of it is called again. Never blocks."""
+        self.abandoned = True
+        self.error = HookTimeout(f"{self.id}: {reason}")
+        self._state = WorkerState.FAILED
+        context = self.context
+        if context is not None:
+            context.fence.revoke()
+            context.stop_event.set()
+
+    def revoke(self) -> None:
+        """Lower the running engine's fence: from now on it may send no order."""
+        context = self.context
+        if context is not None:
+            context.fence.revoke()
 
     def run(self) -> None:
         """Seed compatibility: start, then block until stopped."""
@@ -215,6 +251,8 @@ class EngineWorker(StrategyWorker):
         call twice and on a worker that never started. The stop hook gets
         ``stop_timeout`` seconds; past that the engine is abandoned and reported.
         """
+        if self.abandoned:
+            return
         with self._lock:
             context = self.context
             if context is None or self.engine is None:
@@ -274,7 +312,10 @@ class EngineWorker(StrategyWorker):
 
     # -- state -------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any] | None:
-        """Ask the engine for its state; SnapshotError if it is not plain JSON data."""
+        """Ask the engine for its state; SnapshotError if it is not plain JSON data
+        (a deep or self-referring state included)."""
+        if self.abandoned:
+            return None
         with self._lock:
             if self.engine is None or self.context is None or not self.hooks.has("snapshot"):
                 return None
@@ -284,11 +325,9 @@ class EngineWorker(StrategyWorker):
                 raise
             except Exception as exc:
                 raise SnapshotError(f"{self.id}: snapshot failed: {_one_line(exc)}") from exc
-        if state is None:
+        if state is None or self.abandoned:
             return None
-        if not isinstance(state, dict):
-            raise SnapshotError(f"{self.id}: snapshot returned {type(state).__name__}, expected a dict")
-        check_json(state, self.id)
+        codec.check_state(self.id, state)
         return state
 
     def get_state(self) -> dict[str, Any] | None:
@@ -302,22 +341,6 @@ class EngineWorker(StrategyWorker):
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "error": _one_line(self.error) if self.error else None,
         }
-
-
-def check_json(state: Any, strategy_id: str, path: str = "$") -> None:
-    """Raise SnapshotError naming the first key whose value JSON cannot hold."""
-    if isinstance(state, dict):
-        for key, value in state.items():
-            if not isinstance(key, str):
-                raise SnapshotError(f"{strategy_id}: snapshot key {key!r} at {path} is not a string")
-            check_json(value, strategy_id, f"{path}.{key}")
-    elif isinstance(state, list | tuple):
-        for index, value in enumerate(state):
-            check_json(value, strategy_id, f"{path}[{index}]")
-    elif not isinstance(state, str | int | float | bool | type(None)):
-        raise SnapshotError(
-            f"{strategy_id}: snapshot value at {path} is a {type(state).__name__}, which is not JSON data"
-        )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -8,13 +8,22 @@ restarted demo strategy continues where it stopped.
 
 Params: ``fast`` (5), ``slow`` (20), ``bar_seconds`` (60), ``cash`` (100000),
 ``lot`` (100), ``bars`` (unset: run until stopped; a number: finish after it).
+
+Each trade is a simulated order: it is sent only while ``context.lease_valid()``
+holds (a fenced-off engine keeps its position and trades nothing), and with the
+engine option ``order_log`` (``engine_options.demo.order_log: true``) it is appended
+to ``orders.jsonl`` in the strategy's private folder with the time, process, lease
+epoch and bar, the engine-side record the reliability tests read.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import threading
 import zlib
+from pathlib import Path
 from typing import Any
 
 from strategy_manager import __version__
@@ -45,7 +54,7 @@ def next_price(symbol: str, bar: int, previous: float) -> float:
 
 
 class DemoEngine:
-    def __init__(self, symbol: str, params: dict[str, Any]) -> None:
+    def __init__(self, symbol: str, params: dict[str, Any], context: EngineContext | None = None) -> None:
         unknown = sorted(set(params) - set(DEFAULTS))
         if unknown:
             raise HookError(f"demo engine: unknown params {unknown}; known: {sorted(DEFAULTS)}")
@@ -64,6 +73,30 @@ class DemoEngine:
             "window": [],
         }
         self._lock = threading.Lock()
+        self.context = context
+        self._orders: Path | None = None
+        if context is not None and context.options.get("order_log"):
+            self._orders = context.private_dir() / "orders.jsonl"
+
+    def _send(self, side: str, price: float) -> bool:
+        """The simulated order: refused when the fence is down, logged when asked."""
+        context = self.context
+        if context is None:
+            return True
+        if not context.lease_valid():
+            return False
+        if self._orders is not None:
+            record = {
+                "t": context.clock.now().timestamp(),
+                "pid": os.getpid(),
+                "epoch": context.lease_epoch,
+                "bar": self.state["bar"],
+                "side": side,
+                "price": price,
+            }
+            with self._orders.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        return True
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         missing = [k for k in _STATE_KEYS if k not in snapshot]
@@ -86,11 +119,11 @@ class DemoEngine:
             if len(window) == self.slow:
                 fast = sum(window[-self.fast :]) / self.fast
                 slow = sum(window) / self.slow
-                if fast > slow and state["position"] == 0:
+                if fast > slow and state["position"] == 0 and self._send("buy", price):
                     state["position"] = self.lot
                     state["cash"] = round(state["cash"] - self.lot * price, 4)
                     state["trades"] += 1
-                elif fast < slow and state["position"] > 0:
+                elif fast < slow and state["position"] > 0 and self._send("sell", price):
                     state["cash"] = round(state["cash"] + state["position"] * price, 4)
                     state["position"] = 0
                     state["trades"] += 1
@@ -117,7 +150,7 @@ def qsm_engine_info() -> dict[str, Any]:
 @hookimpl
 def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> DemoEngine:
     try:
-        return DemoEngine(spec.symbol, dict(spec.params))
+        return DemoEngine(spec.symbol, dict(spec.params), context)
     except HookError as exc:
         raise HookError(f"{spec.id}: {exc}") from None
 

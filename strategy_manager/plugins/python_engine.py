@@ -6,12 +6,17 @@ Two kinds of class are accepted:
   ``stop()`` that return promptly and optional ``snapshot() -> dict`` and
   ``restore(state)`` (the seed's ``MyEngine``);
 * a :class:`~strategy_manager.core.worker.StrategyWorker` subclass, constructed as
-  ``Cls(symbol, strategy_key, params, spec=spec)``; its ``run()`` gets a watched
-  thread and its ``get_state()``/``set_state()`` take part in snapshots.
+  ``Cls(symbol, strategy_key, params, spec=spec, context=context)``; its ``run()``
+  gets a watched thread and its ``get_state()``/``set_state()`` take part in snapshots.
+
+A plain engine whose constructor has a ``context`` parameter gets the strategy's
+:class:`~strategy_manager.core.context.EngineContext` too. An engine that sends
+orders needs it: it must call ``context.lease_valid()`` before every order.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from attrs import define
@@ -49,11 +54,21 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> _Engine:
         raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} is not a class")
     make: Any = cls  # user classes take their own constructor arguments
     if issubclass(cls, StrategyWorker):
-        return _Engine(make(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec), True)
+        return _Engine(
+            make(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec, context=context), True
+        )
     missing = [m for m in ("start", "stop") if not callable(getattr(cls, m, None))]
     if missing:
         raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} lacks {', '.join(missing)}()")
-    return _Engine(make(spec.symbol, dict(spec.params)), False)
+    extra = {"context": context} if _takes_context(cls) else {}
+    return _Engine(make(spec.symbol, dict(spec.params), **extra), False)
+
+
+def _takes_context(cls: type) -> bool:
+    try:
+        return "context" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @hookimpl

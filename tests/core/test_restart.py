@@ -12,7 +12,7 @@ import pytest
 
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
-from tests.conftest import wait_for
+from tests.conftest import owned_by, wait_for
 
 SYMBOLS = ("A", "B", "C")
 
@@ -64,7 +64,7 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
             lambda: [
                 r
                 for r in store.read_status()
-                if r.state == "RUNNING" and r.owner.endswith(f":{second.pid}") and r.strategy_id in ids
+                if r.state == "RUNNING" and owned_by(r.owner, second.pid) and r.strategy_id in ids
             ],
             20,
             "the restarted workers",
@@ -72,11 +72,7 @@ def test_sigkill_then_restart_restores_every_strategy_once(tmp_path):
         wait_for(
             lambda: (
                 len(
-                    [
-                        r
-                        for r in store.read_status()
-                        if r.state == "RUNNING" and r.owner.endswith(f":{second.pid}")
-                    ]
+                    [r for r in store.read_status() if r.state == "RUNNING" and owned_by(r.owner, second.pid)]
                 )
                 == len(ids)
             ),

@@ -85,7 +85,7 @@ def test_an_unserializable_snapshot_names_the_key_and_keeps_the_previous(tmp_pat
     worker, saved = make_worker(tmp_path, "tests.core.user_engines.Unserializable")
     saved.append({"count": 3})
     worker.start()
-    with pytest.raises(SnapshotError, match=r"u:600000.SH:k: snapshot value at \$.opened.at is a object"):
+    with pytest.raises(SnapshotError, match=r"u:600000.SH:k: snapshot state key .opened.at. holds a object"):
         worker.snapshot()
     worker.stop()  # the failed save is logged; the stop still happens
     assert saved == [{"count": 3}]

@@ -20,6 +20,7 @@ from attrs import define, field
 
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
+from tests.conftest import owned_by
 
 RESTART_LIMIT = 5.0
 
@@ -77,13 +78,10 @@ def run_kills(folder: Path, kills: int, strategies: int = 5, seed: int = 1) -> K
             committed = {i: store.latest_snapshot(i) for i in ids}
             t0 = time.monotonic()
             proc = _spawn(env, log)
-            owner_suffix = f":{proc.pid}"
             while time.monotonic() - t0 < RESTART_LIMIT * 3:
                 status = {r.strategy_id: r for r in store.read_status()}
                 if all(
-                    i in status
-                    and status[i].state == "RUNNING"
-                    and (status[i].owner or "").endswith(owner_suffix)
+                    i in status and status[i].state == "RUNNING" and owned_by(status[i].owner, proc.pid)
                     for i in ids
                 ):
                     break

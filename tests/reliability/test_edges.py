@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from strategy_manager.core.clock import SystemClock
+from strategy_manager.core.errors import SnapshotError
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.schedule import Calendars, Policy
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
+from tests.conftest import wait_for
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,9 @@ def test_at_exactly_the_open_a_strategy_runs():
 
 
 def test_a_second_orchestrator_takes_over_after_the_first_ones_lease_expires(tmp_path):
-    settings = Settings(data_dir=str(tmp_path), poll_interval=0.05, lease_seconds=1.0)
+    settings = Settings(
+        data_dir=str(tmp_path), poll_interval=0.05, lease_seconds=1.0, lease_renew_seconds=0.25
+    )
     store = open_store(settings)
     store.upsert_strategy(
         {
@@ -52,32 +56,38 @@ def test_a_second_orchestrator_takes_over_after_the_first_ones_lease_expires(tmp
             "schedule": {"mode": "always"},
         }
     )
-    first = MultiStrategyOrchestrator(settings, store, clock=SystemClock(), owner="host-a:1")
-    second = MultiStrategyOrchestrator(settings, open_store(settings), clock=SystemClock(), owner="host-b:1")
+    first = MultiStrategyOrchestrator(settings, store, clock=SystemClock(), owner="host-a:1:x")
+    second = MultiStrategyOrchestrator(
+        settings, open_store(settings), clock=SystemClock(), owner="host-b:1:y"
+    )
     first.start()
     try:
-        deadline = time.monotonic() + 10
-        while not (first.slots.get("u:A:k") and first.slots["u:A:k"].running):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for(lambda: first.slots.get("u:A:k") and first.slots["u:A:k"].running, 10, "the first worker")
+        first_epoch = first.slots["u:A:k"].lease.epoch
         second.start()
+        wait_for(
+            lambda: second.slots.get("u:A:k") and second.slots["u:A:k"].state == "STANDBY", 10, "standby"
+        )
         time.sleep(1.5)  # longer than a lease: the first renews, so the second stands by
         assert second.slots["u:A:k"].state == "STANDBY"
         assert second.slots["u:A:k"].worker is None
-        # The first host dies without a word: its loop stops, nothing is released.
+        # The first host hangs: nothing runs its control loop or renews its leases any more.
         first._stopping.set()
         first._thread.join()
+        first.keeper._stopping.set()
+        first.keeper._thread.join()
         t0 = time.monotonic()
-        while not second.slots["u:A:k"].running:
-            assert time.monotonic() - t0 < 5, "no takeover"
-            time.sleep(0.02)
+        wait_for(lambda: second.slots["u:A:k"].running, 5, "the takeover")
         assert time.monotonic() - t0 < settings.lease_seconds + 1.0
-        # The dead owner's late snapshot is fenced off: the new owner's epoch is current.
+        # The hung owner's engine is fenced off: its fence fell before the lease expired.
+        assert not first.slots["u:A:k"].worker.context.lease_valid()
+        # And its late snapshot is refused by the store: the new owner's epoch is current.
+        assert second.slots["u:A:k"].lease.epoch == first_epoch + 1
         stale = first._snapshot_write(
-            first.slots["u:A:k"], {"bar": -1, "cash": 0.0, "position": 0, "trades": 0, "window": []}
+            "u:A:k", "demo", first_epoch, {"bar": -1, "cash": 0.0, "position": 0, "trades": 0, "window": []}
         )
-        first.snapshots.save([stale])
-        assert store.latest_snapshot("u:A:k") is None or store.latest_snapshot("u:A:k").state["bar"] != -1
+        with pytest.raises(SnapshotError, match="no longer current"):
+            store.save_snapshots([stale])
     finally:
         second.stop()
         first._shutdown(1.0)

@@ -1,5 +1,6 @@
-"""The network to MongoDB goes away while strategies run (pymongo over TCP to the
-wire server, through a relay that is cut): they keep running, writes land after."""
+"""The network to MongoDB goes away for less than a lease while strategies run
+(pymongo over TCP to the wire server, through a relay that is cut): they keep
+running, and the snapshots taken meanwhile land after."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def test_a_cut_network_to_mongodb_loses_nothing(mongoeco_uri, tmp_path):  # noqa
         snapshot_interval=3600,
         backoff_base=0.05,
         backoff_cap=0.3,
+        lease_seconds=9,
+        lease_renew_seconds=1,
     )
     store = open_store(settings)
     for ident in IDS:
@@ -54,13 +57,19 @@ def test_a_cut_network_to_mongodb_loses_nothing(mongoeco_uri, tmp_path):  # noqa
             assert time.monotonic() < deadline
             time.sleep(0.05)
         orch.snapshot_all()
+        while not all(store.latest_snapshot(i) for i in IDS):
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.05)
         before = {i: store.latest_snapshot(i).seq for i in IDS}
         relay.down()
         time.sleep(1.0)
         bars = {i: orch.slots[i].worker.snapshot()["bar"] for i in IDS}
         orch.snapshot_all()  # the store is out of reach: kept
-        time.sleep(1.0)
-        assert all(orch.slots[i].running for i in IDS)
+        deadline = time.monotonic() + 5
+        while len(orch.snapshots) < len(IDS):
+            assert time.monotonic() < deadline, "the snapshots were not kept"
+            time.sleep(0.05)
+        assert all(orch.slots[i].running and orch.slots[i].worker.context.lease_valid() for i in IDS)
         assert orch._thread.is_alive()
         relay.up()
         deadline = time.monotonic() + 20

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategy_manager.core.store.protocol import (
+    INVALID,
     Lease,
+    OwnerRecord,
     Snapshot,
     SnapshotWrite,
     StatusRecord,
@@ -43,7 +45,9 @@ def open_store(settings: Settings, clock: Clock | None = None) -> Store:
 
 
 __all__ = [
+    "INVALID",
     "Lease",
+    "OwnerRecord",
     "Snapshot",
     "SnapshotWrite",
     "StatusRecord",

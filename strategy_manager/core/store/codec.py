@@ -7,6 +7,7 @@ value reads back equal from either one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from bson.json_util import JSONMode, JSONOptions
 
 from strategy_manager.core.errors import SnapshotError, StoreError
 from strategy_manager.core.spec import describe
-from strategy_manager.core.store.protocol import StatusRecord
+from strategy_manager.core.store.protocol import INVALID, OwnerRecord, StatusRecord
 
 NATURAL_KEY = ("user_id", "symbol", "strategy_key")
 INT64 = 2**63
@@ -97,15 +98,21 @@ def check_state(strategy_id: str, state: Any) -> None:
     if not isinstance(state, dict):
         raise SnapshotError(f"{strategy_id}: snapshot state must be an object, got {type(state).__name__}")
     try:
-        problem = _first_problem(state, "")
-    except RecursionError:
-        raise SnapshotError(f"{strategy_id}: snapshot state is nested too deeply") from None
+        problem = _first_problem(state, "", 0)
+    except RecursionError:  # only reachable from a deep call stack; the limit below comes first
+        problem = "", f"nests deeper than {MAX_STATE_DEPTH} levels"
     if problem is not None:
         path, reason = problem
         raise SnapshotError(f"{strategy_id}: snapshot state key '{path or '.'}' {reason}")
 
 
-def _first_problem(value: Any, path: str) -> tuple[str, str] | None:
+#: Snapshot state deeper than this is refused (a cycle in an engine's state is too).
+MAX_STATE_DEPTH = 100
+
+
+def _first_problem(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    if depth > MAX_STATE_DEPTH and isinstance(value, dict | list | tuple):
+        return path, f"nests deeper than {MAX_STATE_DEPTH} levels (or refers to itself)"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -113,13 +120,13 @@ def _first_problem(value: Any, path: str) -> tuple[str, str] | None:
             where = f"{path}.{key}" if path else key
             if key.startswith("$") or "\x00" in key:
                 return where, "is not a storable key (no leading '$', no NUL)"
-            found = _first_problem(item, where)
+            found = _first_problem(item, where, depth + 1)
             if found:
                 return found
         return None
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _first_problem(item, f"{path}[{index}]")
+            found = _first_problem(item, f"{path}[{index}]", depth + 1)
             if found:
                 return found
         return None
@@ -141,10 +148,62 @@ def dump_state(state: dict[str, Any]) -> str:
 
 
 def load_state(text: str) -> dict[str, Any]:
-    value = json.loads(text)
+    """A stored state's text as a dict; SnapshotError with the reason otherwise."""
+    if not isinstance(text, str):
+        raise SnapshotError(f"stored snapshot state is a {type(text).__name__}, not JSON text")
+    if text.count("{") + text.count("[") > MAX_STORED_DEPTH and nesting_depth(text) > MAX_STORED_DEPTH:
+        raise SnapshotError(f"stored snapshot state nests deeper than {MAX_STORED_DEPTH} levels")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotError(f"stored snapshot state is not valid JSON: {_first_line(exc)}") from None
     if not isinstance(value, dict):
         raise SnapshotError("stored snapshot state is not an object")
     return value
+
+
+#: Stored text nested deeper than this is not decoded at all: a decoder's recursion
+#: on a hostile row must not exhaust a thread's stack. Valid documents nest far less.
+MAX_STORED_DEPTH = 200
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply JSON ``text`` nests objects and arrays, without parsing it."""
+    if text.count("{") + text.count("[") <= 1:
+        return text.count("{") + text.count("[")
+    depth = deepest = 0
+    for char in _STRING.sub("", text):
+        if char in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "}]":
+            depth -= 1
+    return deepest
+
+
+def decode_row(text: str) -> dict[str, Any]:
+    """A stored document's text as a dict; StoreError with the reason if it is not one."""
+    if text.count("{") + text.count("[") > MAX_STORED_DEPTH and nesting_depth(text) > MAX_STORED_DEPTH:
+        raise StoreError(f"stored document nests deeper than {MAX_STORED_DEPTH} levels")
+    try:
+        return load_document(text)
+    except StoreError:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise StoreError(f"stored document is not valid JSON: {_first_line(exc)}") from None
+
+
+def invalid_row(ident: str, reason: str, key: Sequence[Any] = ()) -> dict[str, Any]:
+    """What ``list_strategies`` returns for a row that cannot be decoded."""
+    row: dict[str, Any] = {"_id": ident, INVALID: reason}
+    row.update({k: v for k, v in zip(NATURAL_KEY, key, strict=False) if isinstance(v, str)})
+    return row
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def dump_document(document: Mapping[str, Any]) -> str:
@@ -176,3 +235,20 @@ def status_from_document(doc: Mapping[str, Any]) -> StatusRecord:
         if isinstance(values.get(name), datetime):
             values[name] = values[name].astimezone(UTC)
     return StatusRecord(**values)
+
+
+def owner_to_document(record: OwnerRecord) -> dict[str, Any]:
+    doc = attrs.asdict(record, recurse=False)
+    for name in ("started_at", "heartbeat"):
+        if doc[name] is not None:
+            doc[name] = to_ms(doc[name])
+    return doc
+
+
+def owner_from_document(doc: Mapping[str, Any]) -> OwnerRecord:
+    known = {f.name for f in attrs.fields(OwnerRecord)}
+    values = {k: v for k, v in doc.items() if k in known}
+    for name in ("started_at", "heartbeat"):
+        if isinstance(values.get(name), datetime):
+            values[name] = values[name].astimezone(UTC)
+    return OwnerRecord(**values)

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from strategy_manager.core.clock import Clock, SystemClock
-from strategy_manager.core.errors import SnapshotError, StoreError
+from strategy_manager.core.errors import SnapshotError, StoreError, StoreLost
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import describe
 from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
     Lease,
+    OwnerRecord,
     Snapshot,
     SnapshotWrite,
     StatusRecord,
@@ -39,6 +40,8 @@ from strategy_manager.core.store.protocol import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_SECONDS = 30.0
+#: Ids per IN (...) list: SQLite allows 32,766 bound values; smaller keeps each statement short.
+IN_BATCH = 500
 
 
 def _quote(name: str) -> str:
@@ -58,6 +61,7 @@ class EmbeddedStore:
             "snapshots": _quote(settings.snapshots_collection),
             "status": _quote(settings.status_collection),
             "leases": _quote(settings.leases_collection),
+            "owners": _quote(settings.owners_collection),
             "changes": _quote(settings.strategies_collection + "_changes"),
         }
         self._lock = threading.RLock()
@@ -72,8 +76,26 @@ class EmbeddedStore:
             self._enable_wal()
             self._conn.execute("PRAGMA synchronous=FULL")
             self._create_schema()
+            self._identity = self._file_identity()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"embedded store {self.location}: cannot open: {exc}") from None
+
+    def _file_identity(self) -> tuple[int, int]:
+        stat = self.path.stat()
+        return stat.st_dev, stat.st_ino
+
+    def _check_file(self) -> None:
+        """StoreLost if the file we opened was deleted or replaced under us: SQLite
+        would go on writing into the unlinked file, which nobody else can see."""
+        try:
+            same = self._file_identity() == self._identity
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise StoreLost(
+                f"embedded store {self.location}: the file was deleted or replaced while open; "
+                "stopping rather than writing where nobody reads"
+            )
 
     def _enable_wal(self) -> None:
         """Switch the file to WAL, waiting for other processes doing the same.
@@ -129,6 +151,8 @@ class EmbeddedStore:
                     taken_at TEXT NOT NULL,
                     engine TEXT NOT NULL,
                     state TEXT NOT NULL,
+                    owner TEXT,
+                    epoch INTEGER,
                     PRIMARY KEY (strategy_id, seq)
                 );
                 CREATE TABLE IF NOT EXISTS {t["status"]} (
@@ -141,15 +165,26 @@ class EmbeddedStore:
                     epoch INTEGER NOT NULL,
                     expires_at TEXT NOT NULL
                 );
+                CREATE INDEX IF NOT EXISTS {_quote(t["leases"][1:-1] + "_owner")}
+                    ON {t["leases"]} (owner);
+                CREATE TABLE IF NOT EXISTS {t["owners"]} (
+                    owner TEXT PRIMARY KEY,
+                    record TEXT NOT NULL
+                );
                 COMMIT;
                 """
             )
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({t['snapshots']})")}
+            for name, kind in (("owner", "TEXT"), ("epoch", "INTEGER")):
+                if name not in columns:  # a store made by an earlier version
+                    self._conn.execute(f"ALTER TABLE {t['snapshots']} ADD COLUMN {name} {kind}")
 
     # -- transactions --------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: committed whole or rolled back whole."""
         with self._lock, self._errors():
+            self._check_file()
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -161,6 +196,7 @@ class EmbeddedStore:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._errors():
+            self._check_file()
             yield self._conn
 
     @contextmanager
@@ -172,7 +208,7 @@ class EmbeddedStore:
 
     # -- strategy documents ----------------------------------------------------------
     def _row_document(self, row: tuple[str, str]) -> dict[str, Any]:
-        return {"_id": row[0], **codec.load_document(row[1])}
+        return {"_id": row[0], **codec.decode_row(row[1])}
 
     def _find(self, db: sqlite3.Connection, ident: str) -> tuple[str, str] | None:
         parts = codec.split_ident(ident)
@@ -187,11 +223,34 @@ class EmbeddedStore:
         return db.execute(f"SELECT id, document FROM {t} WHERE id = ?", (ident,)).fetchone()
 
     def list_strategies(self) -> list[dict[str, Any]]:
+        """Every row; one that cannot be decoded, or whose document names another
+        strategy than its key columns, comes back as an invalid entry of its own."""
         with self._read() as db:
             rows = db.execute(
-                f"SELECT id, document FROM {self._t['strategies']} ORDER BY user_id, symbol, strategy_key"
+                f"SELECT id, user_id, symbol, strategy_key, document FROM {self._t['strategies']} "
+                "ORDER BY user_id, symbol, strategy_key"
             ).fetchall()
-        return [self._row_document(r) for r in rows]
+        return [self._listed(row) for row in rows]
+
+    @staticmethod
+    def _listed(row: tuple[Any, ...]) -> dict[str, Any]:
+        ident, key, text = str(row[0]), row[1:4], row[4]
+        try:
+            if not isinstance(text, str):
+                raise StoreError(f"stored document is a {type(text).__name__}, not JSON text")
+            document = {"_id": ident, **codec.decode_row(text)}
+        except StoreError as exc:
+            return codec.invalid_row(ident, str(exc), key)
+        stated = tuple(document.get(k) for k in codec.NATURAL_KEY)
+        if stated != tuple(key):
+            shown = ":".join(str(k) for k in key)
+            return codec.invalid_row(
+                ident,
+                f"the document's user_id/symbol/strategy_key do not match its row ({shown}); "
+                "edit it through strategy-manager",
+                key,
+            )
+        return document
 
     def get_strategy(self, ident: str) -> dict[str, Any] | None:
         with self._read() as db:
@@ -212,7 +271,7 @@ class EmbeddedStore:
                 key,
             ).fetchone()
             if row is not None:
-                merged = {**codec.load_document(row[1]), **doc, "updated_at": now}
+                merged = {**codec.decode_row(row[1]), **doc, "updated_at": now}
                 db.execute(
                     f"UPDATE {t} SET document = ?, updated_at = ? WHERE id = ?",
                     (self._encode(merged), codec.iso(now), row[0]),
@@ -244,7 +303,7 @@ class EmbeddedStore:
             row = self._find(db, ident)
             if row is None:
                 raise StoreError(f"strategy {ident}: not found")
-            merged = {**codec.load_document(row[1]), **changes, "updated_at": now}
+            merged = {**codec.decode_row(row[1]), **changes, "updated_at": now}
             key = codec.natural_key(merged)
             clash = db.execute(
                 f"SELECT id FROM {t} WHERE user_id = ? AND symbol = ? AND strategy_key = ? AND id != ?",
@@ -294,22 +353,37 @@ class EmbeddedStore:
                     if refused:
                         failures[i] = refused
                         continue
-                (last,) = db.execute(
-                    f"SELECT max(seq) FROM {t} WHERE strategy_id = ?", (w.strategy_id,)
-                ).fetchone()
-                seq = (last or 0) + 1
-                db.execute(
-                    f"INSERT INTO {t} (strategy_id, seq, taken_at, engine, state) VALUES (?, ?, ?, ?, ?)",
-                    (w.strategy_id, seq, codec.iso(w.taken_at), w.engine, text),
-                )
-                db.execute(
-                    f"DELETE FROM {t} WHERE strategy_id = ? AND seq <= ?",
-                    (w.strategy_id, seq - self.history),
-                )
-                seqs[i] = seq
+                # A row-level problem (a hand-edited row, say) stays this write's own;
+                # an I/O or lock error fails the whole transaction (retried by the caller).
+                db.execute("SAVEPOINT one_snapshot")
+                try:
+                    seqs[i] = self._insert_snapshot(db, t, w, text)
+                except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+                    db.execute("ROLLBACK TO one_snapshot")
+                    failures[i] = f"{w.strategy_id}: snapshot not written: {exc}"
+                db.execute("RELEASE one_snapshot")
         if failures:
             raise codec.SnapshotBatchError([failures[i] for i in sorted(failures)], seqs)
         return [s for s in seqs if s is not None]
+
+    def _insert_snapshot(self, db: sqlite3.Connection, t: str, w: SnapshotWrite, text: str) -> int:
+        # Only integer rows count: a hand-edited text seq must not stop the sequence.
+        (last,) = db.execute(
+            f"SELECT max(seq) FROM {t} WHERE strategy_id = ? AND typeof(seq) = 'integer'",
+            (w.strategy_id,),
+        ).fetchone()
+        seq = int(last or 0) + 1
+        owner, epoch = w.lease if w.lease is not None else (None, None)
+        db.execute(
+            f"INSERT INTO {t} (strategy_id, seq, taken_at, engine, state, owner, epoch) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (w.strategy_id, seq, codec.iso(w.taken_at), w.engine, text, owner, epoch),
+        )
+        db.execute(
+            f"DELETE FROM {t} WHERE strategy_id = ? AND typeof(seq) = 'integer' AND seq <= ?",
+            (w.strategy_id, seq - self.history),
+        )
+        return seq
 
     def _fence(self, db: sqlite3.Connection, strategy_id: str, lease: tuple[str, int]) -> str | None:
         row = db.execute(
@@ -323,25 +397,56 @@ class EmbeddedStore:
             f"is no longer current ({holder})"
         )
 
-    def _snapshot(self, row: tuple[str, int, str, str, str]) -> Snapshot:
+    def _snapshot(self, row: tuple[Any, ...]) -> Snapshot:
+        try:
+            state, error = codec.load_state(row[4]), None
+        except SnapshotError as exc:
+            state, error = {}, str(exc)
+        try:
+            taken = codec.from_iso(row[2])
+        except (TypeError, ValueError):
+            taken, error = codec.LONG_AGO, error or f"stored taken_at {row[2]!r} is not a time"
+        lease = (str(row[5]), int(row[6])) if row[5] is not None and row[6] is not None else None
         return Snapshot(
             strategy_id=row[0],
             seq=row[1],
-            taken_at=codec.from_iso(row[2]),
-            engine=row[3],
-            state=codec.load_state(row[4]),
+            taken_at=taken,
+            engine=str(row[3]),
+            state=state,
+            error=error,
+            lease=lease,
         )
 
     def latest_snapshot(self, strategy_id: str) -> Snapshot | None:
         found = self.snapshot_history(strategy_id, limit=1)
         return found[0] if found else None
 
+    def latest_snapshots(self, strategy_ids: Sequence[str]) -> dict[str, Snapshot]:
+        ids = list(dict.fromkeys(strategy_ids))
+        t = self._t["snapshots"]
+        found: dict[str, Snapshot] = {}
+        with self._read() as db:
+            for start in range(0, len(ids), IN_BATCH):
+                batch = ids[start : start + IN_BATCH]
+                marks = ",".join("?" * len(batch))
+                rows = db.execute(
+                    "SELECT s.strategy_id, s.seq, s.taken_at, s.engine, s.state, s.owner, s.epoch "
+                    f"FROM {t} s JOIN "
+                    f"(SELECT strategy_id, max(seq) AS seq FROM {t} WHERE strategy_id IN ({marks}) "
+                    "AND typeof(seq) = 'integer' GROUP BY strategy_id) m "
+                    "ON s.strategy_id = m.strategy_id AND s.seq = m.seq",
+                    batch,
+                ).fetchall()
+                for row in rows:
+                    found[row[0]] = self._snapshot(row)
+        return found
+
     def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]:
         """Newest first."""
         with self._read() as db:
             rows = db.execute(
-                f"SELECT strategy_id, seq, taken_at, engine, state FROM {self._t['snapshots']} "
-                "WHERE strategy_id = ? ORDER BY seq DESC LIMIT ?",
+                f"SELECT strategy_id, seq, taken_at, engine, state, owner, epoch FROM {self._t['snapshots']} "
+                "WHERE strategy_id = ? AND typeof(seq) = 'integer' ORDER BY seq DESC LIMIT ?",
                 (strategy_id, limit),
             ).fetchall()
         return [self._snapshot(r) for r in rows]
@@ -381,6 +486,18 @@ class EmbeddedStore:
                 held[sid] = Lease(strategy_id=sid, owner=owner, epoch=epoch, expires_at=expires)
         return held
 
+    def renew(
+        self, owner: str, now: datetime, seconds: float, held: Collection[str] | None
+    ) -> dict[str, int] | None:
+        expires = codec.iso(codec.to_ms(now + timedelta(seconds=seconds)))
+        t = self._t["leases"]
+        with self._write() as db:
+            renewed = db.execute(f"UPDATE {t} SET expires_at = ? WHERE owner = ?", (expires, owner)).rowcount
+            if held is not None and renewed == len(held):
+                return None
+            rows = db.execute(f"SELECT strategy_id, epoch FROM {t} WHERE owner = ?", (owner,)).fetchall()
+        return {str(sid): int(epoch) for sid, epoch in rows}
+
     def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
         with self._read() as db:
             return {
@@ -397,9 +514,29 @@ class EmbeddedStore:
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
         with self._write() as db:
             db.executemany(
-                f"UPDATE {self._t['leases']} SET expires_at = ? WHERE strategy_id = ? AND owner = ?",
+                f"UPDATE {self._t['leases']} SET owner = '', expires_at = ? "
+                "WHERE strategy_id = ? AND owner = ?",
                 [(codec.iso(codec.LONG_AGO), sid, owner) for sid in strategy_ids],
             )
+
+    def write_owner(self, record: OwnerRecord) -> None:
+        text = codec.dump_document(codec.owner_to_document(record))
+        with self._write() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO {self._t['owners']} (owner, record) VALUES (?, ?)",
+                (record.owner, text),
+            )
+
+    def read_owners(self) -> list[OwnerRecord]:
+        with self._read() as db:
+            rows = db.execute(f"SELECT owner, record FROM {self._t['owners']} ORDER BY owner").fetchall()
+        owners = []
+        for owner, text in rows:
+            try:
+                owners.append(codec.owner_from_document(codec.decode_row(text)))
+            except (StoreError, TypeError, ValueError) as exc:
+                log.error("embedded store %s: owner record %r unreadable: %s", self.location, owner, exc)
+        return owners
 
     # -- runtime status ----------------------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None:
@@ -412,8 +549,16 @@ class EmbeddedStore:
 
     def read_status(self) -> list[StatusRecord]:
         with self._read() as db:
-            rows = db.execute(f"SELECT record FROM {self._t['status']} ORDER BY strategy_id").fetchall()
-        return [codec.status_from_document(codec.load_document(r[0])) for r in rows]
+            rows = db.execute(
+                f"SELECT strategy_id, record FROM {self._t['status']} ORDER BY strategy_id"
+            ).fetchall()
+        records = []
+        for sid, text in rows:
+            try:
+                records.append(codec.status_from_document(codec.decode_row(text)))
+            except (StoreError, TypeError, ValueError) as exc:
+                log.error("embedded store %s: status of %r unreadable: %s", self.location, sid, exc)
+        return records
 
     def close(self) -> None:
         with self._lock:

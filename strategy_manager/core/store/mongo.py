@@ -1,11 +1,16 @@
 """The MongoDB store, through pymongo: any ``MONGO_URI`` (standalone, replica set, Atlas).
 
-Four collections, named in settings: the users' strategy documents; snapshots (one
-document per write, majority write concern); runtime status (one document per
-strategy, ``_id`` = strategy id); leases (one document per strategy, ``_id`` =
-strategy id, holding ``owner``, ``epoch``, ``expires_at`` and the snapshot sequence
-counter ``seq``). Every ownership change and every sequence number is taken with one
-``find_one_and_update`` on that lease document, so both are atomic.
+Five collections, named in settings: the users' strategy documents; snapshots (one
+document per write, majority write concern, numbered from the snapshots themselves
+under a unique index, so a sequence never goes back); runtime status (one document
+per strategy, ``_id`` = strategy id); leases (one document per strategy, ``_id`` =
+strategy id, holding ``owner``, ``epoch`` and ``expires_at``); owners (one heartbeat
+document per orchestrator process). Every change of a lease's owner is one
+conditional ``find_one_and_update`` on that lease document, which also checks the
+expiry, so a renewal and a takeover can never both succeed.
+
+Documents are decoded one at a time: a document that does not decode, or two that
+share a natural key, come back as invalid entries of their own.
 
 Change notification: :meth:`MongoStore.watch` opens a change stream on the strategies
 collection and returns None when the server refuses (a standalone answers 40573);
@@ -21,6 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
+from bson import decode as bson_decode
+from bson.codec_options import CodecOptions
+from bson.errors import BSONError
+from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, DESCENDING, DeleteMany, MongoClient, ReplaceOne, ReturnDocument
 from pymongo.errors import (
     BulkWriteError,
@@ -38,6 +47,7 @@ from strategy_manager.core.spec import describe
 from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
     Lease,
+    OwnerRecord,
     Snapshot,
     SnapshotWrite,
     StatusRecord,
@@ -48,6 +58,9 @@ log = logging.getLogger(__name__)
 
 NOT_REPLICA_SET = 40573
 HISTORY_LOST = 286
+DUPLICATE_KEY = 11000
+#: Attempts at numbering a snapshot batch when a concurrent writer took a number.
+NUMBERING_ATTEMPTS = 5
 #: Ids per $in query. MongoDB takes far more; the mongoeco wire server used in tests
 #: nests $in into an expression tree capped at depth 1000 (about 490 ids).
 IN_BATCH = 250
@@ -86,6 +99,11 @@ class MongoStore:
         self._snapshots = db.get_collection(settings.snapshots_collection, write_concern=majority)
         self._status = db[settings.status_collection]
         self._leases = db.get_collection(settings.leases_collection, write_concern=majority)
+        self._owners = db[settings.owners_collection]
+        self._decode_options: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
+        self._raw_strategies = self._strategies.with_options(
+            codec_options=CodecOptions(document_class=RawBSONDocument)
+        )
         try:
             self._client.admin.command("ping")
         except ServerSelectionTimeoutError as exc:
@@ -137,8 +155,15 @@ class MongoStore:
             (self._leases, [("owner", ASCENDING)], {"name": "qsm_owner"}),
         ]
         for collection, keys, options in specs:
-            with self._errors(f"creating index {options['name']} on {collection.name}"):
-                collection.create_index(keys, **options)
+            try:
+                with self._errors(f"creating index {options['name']} on {collection.name}"):
+                    collection.create_index(keys, **options)
+            except StoreError as exc:
+                if "duplicate key" not in str(exc).lower() and "E11000" not in str(exc):
+                    raise
+                # Documents written by hand share a key: each is reported as invalid
+                # (see list_strategies); the store stays usable for everything else.
+                log.error("%s; the documents involved are reported as invalid", exc)
 
     # -- strategy documents ----------------------------------------------------------
     @staticmethod
@@ -159,11 +184,46 @@ class MongoStore:
         return self._strategies.find_one({"_id": {"$in": self._id_candidates(ident)}})
 
     def list_strategies(self) -> list[dict[str, Any]]:
+        """Every document, each decoded on its own: one that does not decode, or that
+        shares its natural key with another, comes back as an invalid entry."""
         with self._errors("listing strategies"):
-            cursor = self._strategies.find().sort(
+            cursor = self._raw_strategies.find().sort(
                 [("user_id", ASCENDING), ("symbol", ASCENDING), ("strategy_key", ASCENDING)]
             )
-            return [self._out(d) for d in cursor]
+            listed = [self._decoded(raw) for raw in cursor]
+        by_key: dict[tuple[Any, ...], list[int]] = {}
+        for index, document in enumerate(listed):
+            if codec.INVALID not in document:
+                by_key.setdefault(tuple(document.get(k) for k in codec.NATURAL_KEY), []).append(index)
+        for key, indexes in by_key.items():
+            if len(indexes) > 1:
+                ids = ", ".join(str(listed[i]["_id"]) for i in indexes)
+                for i in indexes:
+                    listed[i] = codec.invalid_row(
+                        str(listed[i]["_id"]),
+                        f"{len(indexes)} documents share this user_id/symbol/strategy_key (_id {ids}); "
+                        "remove or rename all but one",
+                        key,
+                    )
+        return listed
+
+    def _decoded(self, raw: RawBSONDocument) -> dict[str, Any]:
+        try:
+            ident = str(raw["_id"])
+        except (BSONError, KeyError, RecursionError):
+            ident = "(unreadable _id)"
+        try:
+            document = bson_decode(raw.raw, codec_options=self._decode_options)
+        except (BSONError, RecursionError, ValueError, OverflowError) as exc:
+            key = []
+            for name in codec.NATURAL_KEY:
+                try:
+                    key.append(raw[name])
+                except (BSONError, KeyError, RecursionError):
+                    key.append(None)
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return codec.invalid_row(ident, f"stored document cannot be decoded: {reason}", key)
+        return self._out(document)
 
     def get_strategy(self, ident: str) -> dict[str, Any] | None:
         with self._errors(f"reading strategy {ident}"):
@@ -304,100 +364,177 @@ class MongoStore:
                 stream = self._open_stream(after_invalidate=invalidated)
 
     # -- snapshots -----------------------------------------------------------------
-    def _next_seq(self, w: SnapshotWrite) -> int | str:
-        """The next sequence number, or the reason a fenced write is refused."""
-        if w.lease is None:
-            counter = self._leases.find_one_and_update(
-                {"_id": w.strategy_id},
-                {"$inc": {"seq": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+    def _fence_failures(self, writes: Sequence[SnapshotWrite], indexes: list[int]) -> dict[int, str]:
+        """Refusals for the fenced writes whose lease is no longer the writer's."""
+        fenced = [i for i in indexes if writes[i].lease is not None]
+        ids = list(dict.fromkeys(writes[i].strategy_id for i in fenced))
+        current: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), IN_BATCH):
+            for doc in self._leases.find(
+                {"_id": {"$in": ids[start : start + IN_BATCH]}}, {"owner": 1, "epoch": 1}
+            ):
+                current[doc["_id"]] = doc
+        refused: dict[int, str] = {}
+        for i in fenced:
+            w = writes[i]
+            owner, epoch = w.lease  # type: ignore[misc]
+            now = current.get(w.strategy_id) or {}
+            if now.get("owner") == owner and now.get("epoch") == epoch:
+                continue
+            holder = (
+                f"held by {now.get('owner')} at epoch {now.get('epoch')}"
+                if now.get("owner")
+                else "no lease exists"
             )
-            return int((counter or {})["seq"])
-        owner, epoch = w.lease
-        counter = self._leases.find_one_and_update(
-            {"_id": w.strategy_id, "owner": owner, "epoch": epoch},
-            {"$inc": {"seq": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if counter is not None:
-            return int(counter["seq"])
-        now = self._leases.find_one({"_id": w.strategy_id}) or {}
-        holder = (
-            f"held by {now.get('owner')} at epoch {now.get('epoch')}"
-            if now.get("owner")
-            else "no lease exists"
-        )
-        return (
-            f"{w.strategy_id}: snapshot refused: lease of {owner} at epoch {epoch} "
-            f"is no longer current ({holder})"
-        )
+            refused[i] = (
+                f"{w.strategy_id}: snapshot refused: lease of {owner} at epoch {epoch} "
+                f"is no longer current ({holder})"
+            )
+        return refused
+
+    def _last_seqs(self, ids: list[str]) -> dict[str, int]:
+        """The highest numeric ``seq`` of each strategy, from the snapshots themselves."""
+        last: dict[str, int] = {}
+        for start in range(0, len(ids), IN_BATCH):
+            pipeline: list[dict[str, Any]] = [
+                {
+                    "$match": {
+                        "strategy_id": {"$in": ids[start : start + IN_BATCH]},
+                        "seq": {"$type": "number"},
+                    }
+                },
+                {"$group": {"_id": "$strategy_id", "seq": {"$max": "$seq"}}},
+            ]
+            for doc in self._snapshots.aggregate(pipeline):
+                last[doc["_id"]] = int(doc["seq"])
+        return last
 
     def save_snapshots(self, writes: Sequence[SnapshotWrite]) -> list[int]:
+        """Numbered max(seq)+1 per strategy under the unique (strategy_id, seq) index: a
+        number taken meanwhile by another writer is retried with the next one. A lost
+        connection is a StoreError (the caller keeps the writes and retries)."""
         seqs: list[int | None] = [None] * len(writes)
         failures: dict[int, str] = {}
-        documents: list[tuple[int, dict[str, Any]]] = []
+        todo: list[int] = []
         for i, w in enumerate(writes):
             try:
                 codec.check_state(w.strategy_id, w.state)
             except SnapshotError as exc:
                 failures[i] = str(exc)
                 continue
-            with self._errors(f"numbering the snapshot of {w.strategy_id}"):
-                seq = self._next_seq(w)
-            if isinstance(seq, str):
-                failures[i] = seq
-                continue
-            documents.append(
-                (
-                    i,
-                    {
-                        "strategy_id": w.strategy_id,
-                        "seq": seq,
-                        "taken_at": codec.to_ms(w.taken_at),
-                        "engine": w.engine,
-                        "state": w.state,
-                    },
-                )
-            )
-        if documents:
-            try:
-                self._snapshots.insert_many([d for _, d in documents], ordered=False)
-                for i, doc in documents:
-                    seqs[i] = doc["seq"]
-            except BulkWriteError as exc:
-                bad = {e["index"]: e.get("errmsg", "") for e in exc.details.get("writeErrors", [])}
-                for n, (i, doc) in enumerate(documents):
-                    if n in bad:
-                        failures[i] = f"{doc['strategy_id']}: snapshot not written: {bad[n][:200]}"
-                    else:
-                        seqs[i] = doc["seq"]
-            except PyMongoError as exc:
-                raise SnapshotError(
-                    f"MongoDB {self.location}: writing snapshots: {self._reason(exc)}"
-                ) from None
-            written = [(writes[i].strategy_id, seqs[i]) for i, _ in documents if seqs[i] is not None]
-            prune = [
-                DeleteMany({"strategy_id": sid, "seq": {"$lte": seq - self.history}})
-                for sid, seq in written
-                if seq is not None and seq > self.history
-            ]
-            if prune:
-                with self._errors("pruning snapshot history"):
-                    self._snapshots.bulk_write(prune, ordered=False)
+            todo.append(i)
+        with self._errors("writing snapshots"):
+            failures |= self._fence_failures(writes, todo)
+            todo = [i for i in todo if i not in failures]
+            for _ in range(NUMBERING_ATTEMPTS):
+                if not todo:
+                    break
+                todo = self._insert_numbered(writes, todo, seqs, failures)
+            for i in todo:
+                failures[i] = f"{writes[i].strategy_id}: snapshot not written: its number kept being taken"
+            self._prune([(writes[i].strategy_id, seq) for i, seq in enumerate(seqs) if seq is not None])
         if failures:
             raise codec.SnapshotBatchError([failures[i] for i in sorted(failures)], seqs)
         return [s for s in seqs if s is not None]
 
+    def _insert_numbered(
+        self,
+        writes: Sequence[SnapshotWrite],
+        todo: list[int],
+        seqs: list[int | None],
+        failures: dict[int, str],
+    ) -> list[int]:
+        """Insert ``todo``; return the ones to try again (their number was taken)."""
+        last = self._last_seqs(list(dict.fromkeys(writes[i].strategy_id for i in todo)))
+        documents = []
+        for i in todo:
+            w = writes[i]
+            last[w.strategy_id] = last.get(w.strategy_id, 0) + 1
+            document: dict[str, Any] = {
+                "strategy_id": w.strategy_id,
+                "seq": last[w.strategy_id],
+                "taken_at": codec.to_ms(w.taken_at),
+                "engine": w.engine,
+                "state": w.state,
+            }
+            if w.lease is not None:
+                document["owner"], document["epoch"] = w.lease
+            documents.append(document)
+        retry: list[int] = []
+        bad: dict[int, dict[str, Any]] = {}
+        try:
+            self._snapshots.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            bad = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+        for n, i in enumerate(todo):
+            if n not in bad:
+                seqs[i] = documents[n]["seq"]
+            elif bad[n].get("code") == DUPLICATE_KEY:
+                retry.append(i)
+            else:
+                failures[i] = (
+                    f"{writes[i].strategy_id}: snapshot not written: {bad[n].get('errmsg', '')[:200]}"
+                )
+        return retry
+
+    def _prune(self, written: list[tuple[str, int]]) -> None:
+        prune = [
+            DeleteMany({"strategy_id": sid, "seq": {"$lte": seq - self.history}})
+            for sid, seq in written
+            if seq > self.history
+        ]
+        if prune:
+            self._snapshots.bulk_write(prune, ordered=False)
+
     @staticmethod
     def _snapshot(doc: dict[str, Any]) -> Snapshot:
+        state, error = doc.get("state"), None
+        if not isinstance(state, dict):
+            state, error = {}, f"stored snapshot state is a {type(state).__name__}, not an object"
+        taken = doc.get("taken_at")
+        if not isinstance(taken, datetime):
+            taken, error = codec.LONG_AGO, error or f"stored taken_at {taken!r} is not a time"
+        owner, epoch = doc.get("owner"), doc.get("epoch")
         return Snapshot(
-            strategy_id=doc["strategy_id"],
+            strategy_id=str(doc.get("strategy_id")),
             seq=int(doc["seq"]),
-            taken_at=doc["taken_at"].astimezone(UTC),
-            engine=doc["engine"],
-            state=dict(doc["state"]),
+            taken_at=taken.astimezone(UTC),
+            engine=str(doc.get("engine")),
+            state=dict(state),
+            error=error,
+            lease=(str(owner), int(epoch)) if owner is not None and isinstance(epoch, int) else None,
         )
+
+    def _snapshot_or_error(self, raw: RawBSONDocument) -> Snapshot:
+        try:
+            return self._snapshot(bson_decode(raw.raw, codec_options=self._decode_options))
+        except (BSONError, RecursionError, ValueError, TypeError, KeyError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            try:
+                sid, seq = str(raw["strategy_id"]), int(raw["seq"])
+            except (BSONError, KeyError, TypeError, ValueError, RecursionError):
+                sid, seq = "(unreadable)", 0
+            return Snapshot(
+                sid, seq, codec.LONG_AGO, "", {}, error=f"stored snapshot cannot be decoded: {reason}"
+            )
+
+    @property
+    def _raw_snapshots(self) -> Any:
+        return self._snapshots.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
+
+    def latest_snapshots(self, strategy_ids: Sequence[str]) -> dict[str, Snapshot]:
+        ids = list(dict.fromkeys(strategy_ids))
+        found: dict[str, Snapshot] = {}
+        with self._errors("reading the latest snapshots"):
+            last_seqs = self._last_seqs(ids)
+            keys = list(last_seqs.items())
+            for start in range(0, len(keys), IN_BATCH):
+                batch = keys[start : start + IN_BATCH]
+                query = {"$or": [{"strategy_id": sid, "seq": seq} for sid, seq in batch]}
+                for raw in self._raw_snapshots.find(query):
+                    snap = self._snapshot_or_error(raw)
+                    found[snap.strategy_id] = snap
+        return found
 
     def latest_snapshot(self, strategy_id: str) -> Snapshot | None:
         found = self.snapshot_history(strategy_id, limit=1)
@@ -406,8 +543,12 @@ class MongoStore:
     def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]:
         """Newest first."""
         with self._errors(f"reading snapshots of {strategy_id}"):
-            cursor = self._snapshots.find({"strategy_id": strategy_id}).sort("seq", DESCENDING).limit(limit)
-            return [self._snapshot(d) for d in cursor]
+            cursor = (
+                self._raw_snapshots.find({"strategy_id": strategy_id, "seq": {"$type": "number"}})
+                .sort("seq", DESCENDING)
+                .limit(limit)
+            )
+            return [self._snapshot_or_error(raw) for raw in cursor]
 
     # -- ownership -------------------------------------------------------------------
     def claim(
@@ -443,7 +584,7 @@ class MongoStore:
         existing = {d["_id"]: d for d in self._leases.find({"_id": {"$in": rest}})} if rest else {}
         new = [sid for sid in rest if sid not in existing]
         if new:  # never leased: insert them in one round; a duplicate means someone beat us
-            docs = [{"_id": sid, "owner": owner, "epoch": 1, "expires_at": expires, "seq": 0} for sid in new]
+            docs = [{"_id": sid, "owner": owner, "epoch": 1, "expires_at": expires} for sid in new]
             try:
                 self._leases.insert_many(docs, ordered=False)
                 lost: set[str] = set()
@@ -454,18 +595,36 @@ class MongoStore:
                     held[sid] = Lease(strategy_id=sid, owner=owner, epoch=1, expires_at=expires)
         for sid, found in existing.items():
             current = found.get("expires_at")
-            live = current is not None and current > now
-            if found.get("owner") and live and found.get("owner") not in steal_from:
+            live = isinstance(current, datetime) and current > now
+            dead = found.get("owner") in steal_from
+            if found.get("owner") and live and not dead:
                 continue  # another owner's live lease
-            # Free or expired: take it, unless it changed since we looked.
+            # Free, expired or a dead owner's: take it, unless it changed since we looked.
+            # The expiry is checked again in the same atomic update: a renewal that
+            # lands between our read and this update must win.
+            condition: dict[str, Any] = {"_id": sid, "owner": found.get("owner"), "epoch": found.get("epoch")}
+            if not dead:
+                condition["$or"] = [{"expires_at": {"$lte": now}}, {"owner": {"$in": ["", None]}}]
             taken = self._leases.find_one_and_update(
-                {"_id": sid, "owner": found.get("owner"), "epoch": found.get("epoch")},
+                condition,
                 {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"epoch": 1}},
                 return_document=ReturnDocument.AFTER,
             )
             if taken is not None:
                 held[sid] = lease(taken)
         return held
+
+    def renew(
+        self, owner: str, now: datetime, seconds: float, held: Collection[str] | None
+    ) -> dict[str, int] | None:
+        expires = codec.to_ms(now + timedelta(seconds=seconds))
+        with self._errors(f"renewing the leases of {owner}"):
+            renewed = self._leases.update_many(
+                {"owner": owner}, {"$set": {"expires_at": expires}}
+            ).matched_count
+            if held is not None and renewed == len(held):
+                return None
+            return {str(d["_id"]): int(d["epoch"]) for d in self._leases.find({"owner": owner}, {"epoch": 1})}
 
     def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(strategy_ids))
@@ -482,8 +641,24 @@ class MongoStore:
             for start in range(0, len(ids), IN_BATCH):
                 self._leases.update_many(
                     {"_id": {"$in": ids[start : start + IN_BATCH]}, "owner": owner},
-                    {"$set": {"expires_at": codec.LONG_AGO}},
+                    {"$set": {"owner": "", "expires_at": codec.LONG_AGO}},
                 )
+
+    def write_owner(self, record: OwnerRecord) -> None:
+        with self._errors(f"writing the heartbeat of {record.owner}"):
+            self._owners.replace_one({"_id": record.owner}, codec.owner_to_document(record), upsert=True)
+
+    def read_owners(self) -> list[OwnerRecord]:
+        owners = []
+        with self._errors("reading owners"):
+            for doc in self._owners.find().sort("_id", ASCENDING):
+                try:
+                    owners.append(codec.owner_from_document(doc))
+                except (TypeError, ValueError) as exc:
+                    log.error(
+                        "MongoDB %s: owner record %r unreadable: %s", self.location, doc.get("_id"), exc
+                    )
+        return owners
 
     # -- runtime status ----------------------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None:

@@ -8,7 +8,15 @@ Three collections (names from settings):
 * snapshots: engine state per strategy, each write a new document with a sequence
   number that only grows; the latest is read back on start; ``snapshot_history``
   are kept.
-* status: one record per strategy, replaced on each write.
+* status: one record per strategy, replaced when it changes.
+* leases: one per strategy: its owner, an epoch that grows with every change of
+  owner, and an expiry.
+* owners: one heartbeat record per orchestrator process, renewed with its leases;
+  a strategy whose owner's heartbeat is old is STALE.
+
+A row that cannot be decoded is never dropped silently: ``list_strategies`` returns
+it as a document holding :data:`INVALID` (the reason) and whatever key fields could
+be read, so it is reported against itself alone.
 
 A strategy is named by an *ident*: its natural key ``user_id:symbol:strategy_key``
 or its document ``_id``.
@@ -30,6 +38,11 @@ class Snapshot:
     taken_at: datetime
     engine: str
     state: dict[str, Any]
+    #: Why the stored state could not be read back (then ``state`` is empty): a
+    #: restore from it must fail for this strategy alone, never start from nothing.
+    error: str | None = None
+    #: The lease the writer held: (owner, epoch); None for an unfenced write.
+    lease: tuple[str, int] | None = None
 
 
 @define(frozen=True)
@@ -64,6 +77,30 @@ class StatusRecord:
     next_transition: str | None = None
     next_transition_at: datetime | None = None
     details: dict[str, Any] = field(factory=dict)
+
+
+@define(frozen=True)
+class OwnerRecord:
+    """One orchestrator process, as its heartbeat describes it."""
+
+    owner: str
+    host: str
+    pid: int
+    #: The kernel's boot id and the process's PID namespace: a pid means the same
+    #: process only where both match.
+    boot_id: str = ""
+    pid_namespace: str = ""
+    started_at: datetime | None = None
+    heartbeat: datetime | None = None
+    #: Strategies whose lease it held at its last heartbeat.
+    leases: int = 0
+    #: Set by a clean shutdown; a stopped owner holds nothing.
+    stopped: bool = False
+    details: dict[str, Any] = field(factory=dict)
+
+
+#: The key of the reason in a document that stands for an undecodable row.
+INVALID = "$invalid"
 
 
 @define(frozen=True)
@@ -116,6 +153,10 @@ class Store(Protocol):
 
     def latest_snapshot(self, strategy_id: str) -> Snapshot | None: ...
 
+    def latest_snapshots(self, strategy_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """The latest snapshot of each id that has one, in a few bulk reads."""
+        ...
+
     def snapshot_history(self, strategy_id: str, limit: int = 20) -> list[Snapshot]:
         """The kept snapshots, newest first."""
         ...
@@ -135,13 +176,31 @@ class Store(Protocol):
         ``owner`` now holds. Taking a lease from someone else increments its epoch."""
         ...
 
+    def renew(
+        self, owner: str, now: datetime, seconds: float, held: Collection[str] | None
+    ) -> dict[str, int] | None:
+        """Extend every lease ``owner`` holds, in one statement, to ``now + seconds``.
+
+        ``held`` is what the caller believes it holds. When the number of leases
+        renewed equals ``len(held)``, returns None: exactly those were renewed.
+        Otherwise (or when ``held`` is None) returns every lease ``owner`` holds now,
+        id to epoch: the ones missing were taken by someone else."""
+        ...
+
     def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
         """The current (or last) owner of each leased id; ids never leased are absent."""
         ...
 
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
-        """Give up ``owner``'s leases (expire them now); others' are untouched."""
+        """Give up ``owner``'s leases (no owner, expired); others' are untouched.
+        The epoch stays, so the next owner's is higher."""
         ...
+
+    def write_owner(self, record: OwnerRecord) -> None:
+        """Insert or replace one orchestrator's heartbeat record."""
+        ...
+
+    def read_owners(self) -> list[OwnerRecord]: ...
 
     # -- runtime status -----------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None: ...
