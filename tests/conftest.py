@@ -59,8 +59,9 @@ def pip_install_target(target: Path, *sources: Path) -> Path:
     return target
 
 
-def wait_for(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
+    """Poll ``predicate`` every ``poll`` seconds until it returns something truthy;
+    fail naming ``what``."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -68,7 +69,7 @@ def wait_for(predicate, timeout: float, what: str):
         value = predicate()
         if value:
             return value
-        time.sleep(0.02)
+        time.sleep(poll)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 

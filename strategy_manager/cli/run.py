@@ -101,6 +101,29 @@ def run(
         signal.signal(sig, on_signal)
     orchestrator.run(seconds)
     summary(orchestrator.list_workers())
+    if orchestrator.fatal is not None:
+        click.echo(f"error: {orchestrator.fatal}", err=True)
+    _exit_despite_leaked_threads(1 if orchestrator.fatal is not None else 0)
+    if orchestrator.fatal is not None:
+        raise SystemExit(1)
+
+
+def _exit_despite_leaked_threads(code: int) -> None:
+    """An engine that leaked a non-daemon thread must not keep the process alive
+    after the shutdown: name the threads and exit now."""
+    import sys
+    import threading
+
+    leaked = [
+        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if not leaked:
+        return
+    names = ", ".join(sorted(t.name for t in leaked))
+    click.echo(f"warning: exiting despite threads an engine left running: {names}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def summary(workers: list[dict[str, Any]]) -> None:

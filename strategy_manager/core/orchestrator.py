@@ -845,12 +845,8 @@ class MultiStrategyOrchestrator:
     def _flush_status(self) -> None:
         if not self._dirty:
             return
-        # A strategy another orchestrator runs is that one's to report.
-        records = [
-            self._status(self.slots[i])
-            for i in self._dirty
-            if i in self.slots and self.slots[i].state is not WorkerState.STANDBY
-        ]
+        slots = [self.slots[i] for i in self._dirty if i in self.slots]
+        records = [self._status(slot) for slot in slots if self._reports(slot)]
         dirty, self._dirty = self._dirty, set()
         try:
             self.store.write_status(records)
@@ -858,10 +854,19 @@ class MultiStrategyOrchestrator:
             self._dirty |= dirty  # written again with fresh values next time
             log.error("status write failed: %s", exc)
 
+    def _reports(self, slot: Slot) -> bool:
+        """Whether this process may write the strategy's status: only while it holds
+        the lease (checked now, on the fence's clock), or when the document itself
+        keeps the strategy from running anywhere."""
+        if slot.spec is None or not slot.spec.enabled:
+            return slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED)
+        return self.keeper.lease(slot.id) is not None
+
     def _shutdown(self, timeout: float) -> None:
         """Bounded by ``timeout`` plus a margin: stops run in parallel with deadlines,
         engines that do not stop in time are abandoned and reported."""
         deadline = time.monotonic() + timeout + SHUTDOWN_MARGIN_SECONDS
+        self.keeper.want(self.keeper.held())  # claim nothing more while going away
         pool = self.pool
         self._drain_events(self.clock.now())
         stops: dict[str, Future[Any]] = {}

@@ -12,8 +12,8 @@ Params: ``fast`` (5), ``slow`` (20), ``bar_seconds`` (60), ``cash`` (100000),
 Each trade is a simulated order: it is sent only while ``context.lease_valid()``
 holds (a fenced-off engine keeps its position and trades nothing), and with the
 engine option ``order_log`` (``engine_options.demo.order_log: true``) it is appended
-to ``orders.jsonl`` in the strategy's private folder with the time, process, lease
-epoch and bar, the engine-side record the reliability tests read.
+to ``orders.jsonl`` in the strategy's private folder with the time, process (pid and
+a random name), lease epoch and bar, the engine-side record the reliability tests read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import threading
 import zlib
 from pathlib import Path
@@ -41,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "bars": None,
 }
 _STATE_KEYS = ("bar", "cash", "position", "trades", "window")
+#: Names this process in the order log (pids repeat across PID namespaces).
+_PROCESS = secrets.token_hex(4)
 
 
 def first_price(symbol: str) -> float:
@@ -89,6 +92,7 @@ class DemoEngine:
             record = {
                 "t": context.clock.now().timestamp(),
                 "pid": os.getpid(),
+                "process": _PROCESS,
                 "epoch": context.lease_epoch,
                 "bar": self.state["bar"],
                 "side": side,

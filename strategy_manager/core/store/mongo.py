@@ -64,6 +64,14 @@ NUMBERING_ATTEMPTS = 5
 #: Ids per $in query. MongoDB takes far more; the mongoeco wire server used in tests
 #: nests $in into an expression tree capped at depth 1000 (about 490 ids).
 IN_BATCH = 250
+#: Documents per write request: a server that handles one request at a time (as the
+#: wire server in the tests does) then never holds a lease renewal behind a long one.
+WRITE_BATCH = 50
+
+
+def snapshot_id(strategy_id: str, seq: int) -> str:
+    """A snapshot document's _id: unique per strategy and sequence number."""
+    return f"{strategy_id}#{seq:012d}"
 
 
 class MongoStore:
@@ -147,13 +155,15 @@ class MongoStore:
                 {"unique": True, "name": "qsm_natural_key"},
             ),
             (self._strategies, [("updated_at", DESCENDING)], {"name": "qsm_updated_at"}),
-            (
-                self._snapshots,
-                [("strategy_id", ASCENDING), ("seq", DESCENDING)],
-                {"unique": True, "name": "qsm_strategy_seq"},
-            ),
             (self._leases, [("owner", ASCENDING)], {"name": "qsm_owner"}),
         ]
+        # Lookups by (strategy_id, seq). Uniqueness comes from the _id, which holds
+        # both; a store made by an earlier version keeps its unique index instead.
+        with self._errors(f"reading the indexes of {self._snapshots.name}"):
+            keys = [info.get("key") for info in self._snapshots.index_information().values()]
+        if not any([k for k, _ in key or []][:2] == ["strategy_id", "seq"] for key in keys):
+            lookup = [("strategy_id", ASCENDING), ("seq", DESCENDING)]
+            specs.append((self._snapshots, lookup, {"name": "qsm_strategy_seq"}))
         for collection, keys, options in specs:
             try:
                 with self._errors(f"creating index {options['name']} on {collection.name}"):
@@ -451,6 +461,7 @@ class MongoStore:
             w = writes[i]
             last[w.strategy_id] = last.get(w.strategy_id, 0) + 1
             document: dict[str, Any] = {
+                "_id": snapshot_id(w.strategy_id, last[w.strategy_id]),
                 "strategy_id": w.strategy_id,
                 "seq": last[w.strategy_id],
                 "taken_at": codec.to_ms(w.taken_at),
@@ -462,10 +473,11 @@ class MongoStore:
             documents.append(document)
         retry: list[int] = []
         bad: dict[int, dict[str, Any]] = {}
-        try:
-            self._snapshots.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            bad = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+        for start in range(0, len(documents), WRITE_BATCH):  # other requests get their turn
+            try:
+                self._snapshots.insert_many(documents[start : start + WRITE_BATCH], ordered=False)
+            except BulkWriteError as exc:
+                bad |= {start + e["index"]: e for e in exc.details.get("writeErrors", [])}
         for n, i in enumerate(todo):
             if n not in bad:
                 seqs[i] = documents[n]["seq"]
@@ -478,10 +490,15 @@ class MongoStore:
         return retry
 
     def _prune(self, written: list[tuple[str, int]]) -> None:
+        """Keep ``history`` snapshots per strategy: one statement per distinct cut-off."""
+        by_cut: dict[int, list[str]] = {}
+        for sid, seq in written:
+            if seq > self.history:
+                by_cut.setdefault(seq - self.history, []).append(sid)
         prune = [
-            DeleteMany({"strategy_id": sid, "seq": {"$lte": seq - self.history}})
-            for sid, seq in written
-            if seq > self.history
+            DeleteMany({"strategy_id": {"$in": ids[start : start + IN_BATCH]}, "seq": {"$lte": cut}})
+            for cut, ids in by_cut.items()
+            for start in range(0, len(ids), IN_BATCH)
         ]
         if prune:
             self._snapshots.bulk_write(prune, ordered=False)
@@ -666,7 +683,8 @@ class MongoStore:
             return
         ops = [ReplaceOne({"_id": r.strategy_id}, codec.status_to_document(r), upsert=True) for r in records]
         with self._errors("writing status"):
-            self._status.bulk_write(ops, ordered=False)
+            for start in range(0, len(ops), WRITE_BATCH):
+                self._status.bulk_write(ops[start : start + WRITE_BATCH], ordered=False)
 
     def read_status(self) -> list[StatusRecord]:
         with self._errors("reading status"):
