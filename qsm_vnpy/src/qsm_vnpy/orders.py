@@ -113,15 +113,15 @@ def validate(snapshot: dict[str, Any], sid: str) -> None:
         if not isinstance(items, list):
             raise SnapshotError(f"{sid}: snapshot key '{key}' is not a list")
         for index, item in enumerate(items):
-            check_fields(item, fields, f"{sid}: snapshot key '{key}[{index}]'")
+            check_fields(item, fields, sid, f"{key}[{index}]")
     for index, saved in enumerate(snapshot.get("stop_orders", [])):
-        where = f"{sid}: snapshot key 'stop_orders[{index}]'"
+        where = f"{sid}: snapshot key 'stop_orders[{index}]"
         if not saved["stop_orderid"].startswith(f"{STOPORDER_PREFIX}."):
-            raise SnapshotError(f"{where}.stop_orderid does not start with {STOPORDER_PREFIX}.")
+            raise SnapshotError(f"{where}.stop_orderid' does not start with {STOPORDER_PREFIX}.")
         try:
             datetime.fromisoformat(saved["datetime"])
         except ValueError:
-            raise SnapshotError(f"{where}.datetime is not a date-time") from None
+            raise SnapshotError(f"{where}.datetime' is not a date-time") from None
 
 
 def _stop_state(stop_order: StopOrder) -> dict[str, Any]:
@@ -174,13 +174,16 @@ _ORDER_FIELDS: dict[str, Any] = {
 }
 
 
-def check_fields(item: Any, fields: dict[str, Any], where: str) -> None:
+def check_fields(item: Any, fields: dict[str, Any], sid: str, path: str) -> None:
+    """Refuse a saved order unless it has ``fields`` of their types, naming the key
+    (``path`` is where it sits in the snapshot, e.g. ``orders[0]``)."""
     if not isinstance(item, dict):
-        raise SnapshotError(f"{where} must be an object")
+        raise SnapshotError(f"{sid}: snapshot key '{path}' must be an object")
     for key, kind in fields.items():
         value = item.get(key)
+        where = f"{sid}: snapshot key '{path}.{key}'"
         if kind in (Direction, Offset, Status):
             if value not in kind.__members__:
-                raise SnapshotError(f"{where}.{key} is {value!r}, not one of vnpy's {kind.__name__} names")
+                raise SnapshotError(f"{where} is {value!r}, not one of vnpy's {kind.__name__} names")
         elif not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise SnapshotError(f"{where}.{key} is missing or of the wrong type")
+            raise SnapshotError(f"{where} is missing or of the wrong type")

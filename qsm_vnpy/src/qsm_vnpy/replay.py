@@ -611,7 +611,7 @@ def validate_state(state: Any, sid: str) -> None:
         except ValueError:
             raise SnapshotError(f"{sid}: snapshot key 'gateway.last_bar' is not a date-time") from None
     for index, order in enumerate(state.get("orders", [])):
-        _validate_order(order, f"{sid}: snapshot key 'gateway.orders[{index}]'")
+        _validate_order(order, sid, f"gateway.orders[{index}]")
 
 
 _ORDER_FIELDS: dict[str, Any] = {
@@ -626,12 +626,13 @@ _ORDER_FIELDS: dict[str, Any] = {
 }
 
 
-def _validate_order(order: Any, where: str) -> None:
-    check_fields(order, _ORDER_FIELDS, where)
+def _validate_order(order: Any, sid: str, path: str) -> None:
+    check_fields(order, _ORDER_FIELDS, sid, path)
     if Status[order["status"]] not in WORKING:
-        raise SnapshotError(f"{where}.status is {order['status']}, not a working order's")
+        status = order["status"]
+        raise SnapshotError(f"{sid}: snapshot key '{path}.status' is {status}, not a working order's")
     if order["datetime"] is not None:
         try:
             datetime.fromisoformat(order["datetime"])
         except ValueError:
-            raise SnapshotError(f"{where}.datetime is not a date-time") from None
+            raise SnapshotError(f"{sid}: snapshot key '{path}.datetime' is not a date-time") from None
