@@ -110,8 +110,8 @@ class MemoryCtaEngine(CtaEngine):
         super().call_strategy_func(strategy, guarded, params)
         if failure:
             self.on_raise(getattr(func, "__name__", "callback"), failure[0])
-        elif func == strategy.on_init:
-            for name, value in self.restored_fields.get(strategy.strategy_name, {}).items():
+        elif self.restored_fields and func == strategy.on_init:
+            for name, value in self.restored_fields.pop(strategy.strategy_name, {}).items():
                 setattr(strategy, name, value)
 
     # -- the fence -------------------------------------------------------------------
