@@ -96,3 +96,26 @@ def test_the_replay_itself_accepts_and_fills_nothing_while_fenced(gapped_driver)
     events.call_on_event_thread(main.event_engine, lambda: gateway._cross(bar))
     assert gateway.trade_count == 1 and main.get_order(working).status == Status.ALLTRADED
     gapped_driver.stop(engine, context)
+
+
+def test_stop_orders_are_not_placed_nor_triggered_while_fenced(gapped_driver):
+    engine, context = gapped_driver.hold_at(5)
+    cta, main, gateway = engine.cta, engine.main, engine.gateway
+    strategy = cta.strategies[SID]
+    up = {"on": True}
+    context.fence = lambda: up["on"]
+    bar = gateway.bars[gateway.cursor]
+
+    placed = events.call_on_event_thread(main.event_engine, lambda: strategy.buy(bar.low, 1, stop=True))
+    assert len(placed) == 1 and placed[0] in cta.stop_orders
+    up["on"] = False
+    assert events.call_on_event_thread(main.event_engine, lambda: strategy.buy(bar.low, 1, stop=True)) == []
+    orders_before = gateway.order_count
+    events.call_on_event_thread(main.event_engine, lambda: cta.cross_stop_orders(bar))  # the bar reaches it
+    assert list(cta.stop_orders) == placed and gateway.order_count == orders_before
+    assert gateway.trade_count == 0
+
+    up["on"] = True
+    events.call_on_event_thread(main.event_engine, lambda: cta.cross_stop_orders(bar))
+    assert cta.stop_orders == {} and gateway.trade_count == 1
+    gapped_driver.stop(engine, context)

@@ -198,3 +198,38 @@ def test_a_position_and_an_order_mismatch_are_reported_together(driver, saved):
     assert "the snapshot has pos 0, gateway FAKE reports 2; gateway FAKE has open order(s)" in str(
         caught.value
     )
+
+
+def test_a_stop_order_a_tick_triggers_is_not_sent_while_fenced(driver, caplog):
+    from datetime import datetime
+
+    from vnpy.trader.object import TickData
+
+    engine, context = driver.start(spec(driver))
+    strategy, gateway = engine.cta.strategies[SID], engine.gateway
+    up = {"on": True}
+    context.fence = lambda: up["on"]
+    [stop] = on_event_thread(engine, lambda: strategy.sell(19.0, 1, stop=True))
+
+    def tick(price: float) -> None:  # a tick at the stop price: vnpy's live rule triggers it
+        gateway.on_tick(
+            TickData(
+                symbol="002050",
+                exchange=Exchange.SZSE,
+                datetime=datetime(2026, 9, 15, 9, 31),
+                name="002050",
+                last_price=price,
+                bid_price_5=price,
+                gateway_name="FAKE",
+            )
+        )
+        events.barrier(engine.main.event_engine)
+
+    up["on"] = False
+    tick(19.0)
+    assert gateway.count == 100 and stop in engine.cta.stop_orders  # nothing sent, still working
+    assert f"refused: the lease of {SID} is not valid" in caplog.text
+    up["on"] = True
+    tick(19.0)
+    assert gateway.count == 101 and engine.cta.stop_orders == {}
+    driver.stop(engine, context)

@@ -6,6 +6,7 @@ backtester's order."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from vn_support import GAPPED_REPLAYED, SESSION_BARS, backtest, trades
@@ -13,6 +14,7 @@ from vnpy_ctastrategy import BarData, BarGenerator, CtaTemplate, OrderData, Stop
 
 PATIENT = "test_vn_working_orders.PatientStrategy"
 CALLS = "test_vn_working_orders.CallRecorder"
+HASTY = "test_vn_working_orders.SendThenCancel"
 
 
 class PatientStrategy(CtaTemplate):
@@ -71,6 +73,35 @@ class CallRecorder(PatientStrategy):
     def on_trade(self, trade: TradeData) -> None:
         self.calls.append(("trade", trade.direction.name, trade.price, trade.datetime.isoformat(), self.pos))
         super().on_trade(trade)
+
+
+class SendThenCancel(CtaTemplate):
+    """On every bar, a buy limit order far above the price and a sell stop order far
+    above it too (both would fill on the next bar), then ``cancel_all`` at once."""
+
+    author = "qsm tests"
+    parameters: list[str] = []
+    variables: list[str] = []
+
+    def on_init(self) -> None:
+        self.bg = BarGenerator(self.on_bar)
+
+    def on_tick(self, tick: TickData) -> None:
+        self.bg.update_tick(tick)
+
+    def on_bar(self, bar: BarData) -> None:
+        self.buy(bar.close_price * 2, 1)
+        self.short(bar.close_price * 2, 1, stop=True)
+        self.cancel_all()
+
+
+def test_a_cancel_right_after_a_send_always_finds_the_order(gapped_driver, caplog):
+    caplog.set_level(logging.INFO)
+    final = gapped_driver.run_to_end(gapped_driver.spec(engine_class=HASTY, params={}))
+    assert final["gateway"]["bars"] == GAPPED_REPLAYED
+    assert final["gateway"]["order_count"] == GAPPED_REPLAYED - 1  # one limit order a bar reached it
+    assert trades(final) == [] and final["orders"] == [] and final["stop_orders"] == []
+    assert "撤单失败" not in caplog.text  # vnpy's "cancel failed, order not found"
 
 
 def test_orders_working_across_a_restart_fill_as_in_the_backtester(gapped_driver, gapped_csv):
