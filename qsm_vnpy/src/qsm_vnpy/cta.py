@@ -8,8 +8,9 @@ The strategy runs as it does in vnpy's trader: ``add_strategy``, ``init_strategy
 Each strategy gets its own event engine, main engine and gateway connection, so
 one strategy's gateway or exception never reaches another.
 
-A snapshot holds the strategy's variables (what vnpy saves), its working orders
-(:mod:`qsm_vnpy.orders`) and, on the replay gateway, the replay's state.
+A snapshot holds the strategy's variables (what vnpy saves) and fields
+(:mod:`qsm_vnpy.state`), its working orders (:mod:`qsm_vnpy.orders`) and, on the
+replay gateway, the replay's state.
 
 The resume check. After a restore, before the strategy trades, its ``pos`` is
 compared with the position the gateway reports for the symbol, and the gateway's
