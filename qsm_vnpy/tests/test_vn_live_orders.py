@@ -233,3 +233,15 @@ def test_a_stop_order_a_tick_triggers_is_not_sent_while_fenced(driver, caplog):
     tick(19.0)
     assert gateway.count == 101 and engine.cta.stop_orders == {}
     driver.stop(engine, context)
+
+
+def test_a_snapshot_of_format_1_does_not_check_open_orders(driver, saved, caplog):
+    caplog.set_level(logging.INFO)
+    old = {k: v for k, v in saved.items() if k not in ("fields", "stop_order_count", "stop_orders", "orders")}
+    old["format"] = 1
+    engine, context = driver.start(spec(driver, open_orders=[["7", "SHORT", 3, 20.25]]), old)
+    assert (
+        "the snapshot predates saved orders; 1 open order(s) at gateway FAKE are not checked" in caplog.text
+    )
+    assert engine.cta.strategy_orderid_map[SID] == set() and engine.cta.stop_orders == {}
+    driver.stop(engine, context)
