@@ -9,21 +9,31 @@ Both sides run ``DoubleMaStrategy`` in a ``CtaEngine`` on the same generated
   they have been handled (a feed that outruns the engine makes vnpy's own
   cancels miss orders it has not seen yet, and costs it far more).
 * **adapter**: the plugin's hooks (create, start, wait for the replay thread) with
-  the ``REPLAY`` gateway, which also waits after each bar's ticks, crosses the
-  working orders against the bar (waiting again when it pushed fills), and stops
-  at every bar boundary for snapshot and stop requests.
+  the ``REPLAY`` gateway, which builds each bar's ticks as it plays it, then waits
+  while vnpy's event thread handles them and crosses the working orders against
+  the bar (limit orders, then stop orders, behind the ticks: one wait a bar), and
+  stops at every bar boundary for snapshot and stop requests.
 
 Runs alternate so that machine noise hits both alike; medians and their ratio are
 printed. Target: the adapter keeps at least 70% of vnpy's ticks per second.
 
     python benchmarks/vnpy_overhead.py [--bars 20000] [--repeat 5]
+
+Before and after a change, side by side: ``--before DIR`` names another version's
+``qsm_vnpy/src`` (``git archive <commit> qsm_vnpy/src | tar -x -C /tmp/before``);
+then every run is a fresh process, vnpy alone, the adapter of ``DIR`` and this
+tree's adapter taking turns, and both ratios are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -159,29 +169,66 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--before", help="another version's qsm_vnpy/src, to compare side by side")
+    parser.add_argument("--one", choices=["plain", "adapter"], help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one_run(args.one, Path(args.root), args.bars)
+        return
+    from importlib.metadata import version
+
+    from qsm_vnpy.examples.minute_bars import BAR_MINUTES_PER_DAY, write_csv
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        home.prepare(root / "engines")
-        from importlib.metadata import version
-
-        from qsm_vnpy.examples.minute_bars import BAR_MINUTES_PER_DAY, write_csv
-
         days = -(-args.bars // BAR_MINUTES_PER_DAY)
         csv = write_csv(root / "bench.csv", days, seed=1)
         bars = days * BAR_MINUTES_PER_DAY
-        plain(csv, bars), adapter(csv, root, bars)  # warm caches and imports
-        plain_times, adapter_times = [], []
-        for _ in range(args.repeat):
-            plain_times.append(plain(csv, bars))
-            adapter_times.append(adapter(csv, root, bars))
+        if args.before:
+            times = side_by_side(root, bars, args.repeat, args.before)
+        else:
+            home.prepare(root / "engines")
+            plain(csv, bars), adapter(csv, root, bars)  # warm caches and imports
+            times = {"vnpy alone": [], "adapter": []}
+            for _ in range(args.repeat):
+                times["vnpy alone"].append(plain(csv, bars))
+                times["adapter"].append(adapter(csv, root, bars))
     ticks = 4 * bars
-    plain_tps = ticks / statistics.median(plain_times)
-    adapter_tps = ticks / statistics.median(adapter_times)
     print(f"vnpy {version('vnpy')}, DoubleMaStrategy, {bars} bars = {ticks} ticks, {args.repeat} runs each")
-    print(f"vnpy alone : {plain_tps:10.0f} ticks/s (median {statistics.median(plain_times):.3f} s)")
-    print(f"adapter    : {adapter_tps:10.0f} ticks/s (median {statistics.median(adapter_times):.3f} s)")
-    print(f"ratio      : {adapter_tps / plain_tps:10.1%} (target >= {TARGET:.0%})")
+    rates = {name: ticks / statistics.median(runs) for name, runs in times.items()}
+    for name, runs in times.items():
+        print(f"{name:20s}: {rates[name]:10.0f} ticks/s (median {statistics.median(runs):.3f} s)")
+    for name in rates:
+        if name != "vnpy alone":
+            label = f"ratio, {name}"
+            print(f"{label:20s}: {rates[name] / rates['vnpy alone']:10.1%} (target >= {TARGET:.0%})")
+
+
+def side_by_side(root: Path, bars: int, repeat: int, before: str) -> dict[str, list[float]]:
+    """Each run in a fresh process (after one warm-up run in it), the three taking turns."""
+    sides = {
+        "vnpy alone": ("plain", None),
+        "adapter before": ("adapter", before),
+        "adapter": ("adapter", None),
+    }
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):
+        for name, (kind, source) in sides.items():
+            env = {**os.environ, "PYTHONPATH": source} if source else dict(os.environ)
+            command = [sys.executable, __file__, "--one", kind, "--root", str(root), "--bars", str(bars)]
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            times[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return times
+
+
+def one_run(kind: str, root: Path, bars: int) -> None:
+    """One warm-up run and one timed run in this process; prints the seconds."""
+    home.prepare(root / "engines")
+    csv = root / "bench.csv"
+    run = (lambda: plain(csv, bars)) if kind == "plain" else (lambda: adapter(csv, root / "runs", bars))
+    run()
+    print(json.dumps(run()))
 
 
 if __name__ == "__main__":

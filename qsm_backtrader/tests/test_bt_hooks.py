@@ -100,6 +100,40 @@ def test_feed_files_that_cannot_be_used_are_named(driver, tmp_path):
         create(driver, driver.spec(feed={"csv": str(bad)}))
 
 
+def _minute_csv(path, split_time: bool = False):
+    """Two days of 1-minute bars, 09:30 to 11:29, optionally with date and time in two columns."""
+    rows = ["date,time,open,high,low,close,volume" if split_time else "datetime,open,high,low,close,volume"]
+    price = 20.0
+    for day in ("2026-09-01", "2026-09-02"):
+        for minute in range(120):
+            stamp = f"{9 + (30 + minute) // 60:02d}:{(30 + minute) % 60:02d}:00"
+            close = round(price + (0.05 if (minute // 7) % 2 else -0.05), 2)
+            when = f"{day},{stamp}" if split_time else f"{day}T{stamp}"
+            rows.append(f"{when},{price},{max(price, close) + 0.01},{min(price, close) - 0.01},{close},100")
+            price = close
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("split_time", [False, True], ids=["datetime", "date-and-time"])
+def test_intraday_bars_without_a_timeframe_are_refused_naming_it(driver, tmp_path, split_time):
+    csv = _minute_csv(tmp_path / "minutes.csv", split_time)
+    reader = {"dtformat": "%Y-%m-%d", "tmformat": "%H:%M:%S"} if split_time else {}
+    with pytest.raises(InvalidStrategy) as caught:
+        create(driver, driver.spec(feed={"csv": str(csv), "reader": reader}))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("u:SYM:k: feed csv ") and "has intraday bars (two on 2026-09-01)" in message
+    assert "set params.backtrader.feed.timeframe" in message
+
+
+def test_intraday_bars_with_a_timeframe_keep_their_times(driver, tmp_path):
+    csv = _minute_csv(tmp_path / "minutes.csv")
+    final = driver.run_to_end(driver.spec(feed={"csv": str(csv), "timeframe": "minutes"}))
+    assert final["bars"] == 240 and final["last_bar"]["iso"] == "2026-09-02T11:29:00"
+    assert final["history_total"] > 10  # SMA_CrossOver traded on them
+
+
 def test_relative_csv_paths_resolve_against_data_root(driver, prices_csv):
     spec = driver.spec(feed={"csv": prices_csv.name})
     context = driver.context(spec, data_root=str(prices_csv.parent))

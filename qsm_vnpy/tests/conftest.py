@@ -4,4 +4,12 @@ Test modules import helpers from ``vn_support``, never from ``conftest``: this
 folder and qsm_backtrader's both have a module named ``conftest``.
 """
 
-from vn_support import bars_csv, driver, oracle, vnpy_home  # noqa: F401
+from vn_support import (  # noqa: F401
+    bars_csv,
+    driver,
+    gapped_csv,
+    gapped_driver,
+    oracle,
+    stop_oracles,
+    vnpy_home,
+)

@@ -1,6 +1,7 @@
 """The oracle through the orchestrator and its store: a stop and restart of the
-orchestrator, a SIGKILLed orchestrator process restarted, and the resume check's
-``halt`` as the status shows it."""
+orchestrator (DoubleMa part-way; AtrRsi and Turtle at a session's last bar with a
+stop order working), a SIGKILLed orchestrator process restarted, and the resume
+check's ``halt`` as the status shows it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import time
 from typing import Any
 
 import pytest
-from vn_support import REPLAYED, document, trades
+from vn_support import (
+    GAPPED_REPLAYED,
+    REPLAYED,
+    STOP_STRATEGIES,
+    document,
+    session_end_with_a_stop_working,
+    trades,
+)
 
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
@@ -49,6 +57,39 @@ def test_through_the_orchestrator_with_a_restart(tmp_path, bars_csv, oracle):
     finally:
         second.stop()
     assert trades(done.state) == oracle
+
+
+@pytest.mark.parametrize("name", sorted(STOP_STRATEGIES))
+def test_stopped_at_a_sessions_end_with_a_stop_order_working_and_restarted(
+    tmp_path, gapped_csv, stop_oracles, name
+):
+    oracle = stop_oracles[name]
+    at, _ = session_end_with_a_stop_working(oracle)
+    settings = Settings(data_dir=str(tmp_path / "data"), poll_interval=0.1, snapshot_interval=3600)
+    store = open_store(settings)
+    ident = "u:002050.SZ:held"
+    store.upsert_strategy(
+        document("held", gapped_csv, STOP_STRATEGIES[name], {}, hold_after_bars=at, history_limit=5000)
+    )
+
+    first = MultiStrategyOrchestrator(settings, store)
+    first.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _holding(first, ident) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        first.stop()
+    held = store.latest_snapshot(ident).state
+    assert played(held) == at and held["stop_orders"]
+
+    second = MultiStrategyOrchestrator(settings, store)
+    second.start()
+    try:
+        done = wait_for_snapshot(store, ident, lambda s: played(s) == GAPPED_REPLAYED)
+    finally:
+        second.stop()
+    assert trades(done.state) == oracle.trades
 
 
 def _holding(orchestrator: MultiStrategyOrchestrator, ident: str) -> bool:
@@ -106,7 +147,19 @@ def _status_row(store: Any, ident: str, state: str, timeout: float = 10) -> Any:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, bars_csv, oracle):
+@pytest.mark.parametrize("name", ["double_ma", *sorted(STOP_STRATEGIES)])
+def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, request, name):
+    if name == "double_ma":
+        csv, total, expected = (
+            request.getfixturevalue("bars_csv"),
+            REPLAYED,
+            request.getfixturevalue("oracle"),
+        )
+        doc = document("k", csv, pace=1500)
+    else:
+        csv, total = request.getfixturevalue("gapped_csv"), GAPPED_REPLAYED
+        expected = request.getfixturevalue("stop_oracles")[name].trades
+        doc = document("k", csv, STOP_STRATEGIES[name], {}, pace=2000, history_limit=5000)
     data = tmp_path / "data"
     env = {
         **os.environ,
@@ -115,7 +168,7 @@ def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, bars_csv, oracle):
         "QSM_CONFIG_DIR": str(tmp_path / "config"),
     }
     store = open_store(Settings(data_dir=str(data)))
-    store.upsert_strategy(document("k", bars_csv, pace=1500))
+    store.upsert_strategy(doc)
     command = [sys.executable, "-m", "strategy_manager.cli", "run", "--poll-interval", "0.1"]
 
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -125,15 +178,15 @@ def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, bars_csv, oracle):
         first.send_signal(signal.SIGKILL)
         first.wait()
     at_kill = store.latest_snapshot("u:002050.SZ:k")
-    assert 0 < played(at_kill.state) < REPLAYED
+    assert 0 < played(at_kill.state) < total
 
     second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        done = wait_for_snapshot(store, "u:002050.SZ:k", lambda s: played(s) == REPLAYED)
+        done = wait_for_snapshot(store, "u:002050.SZ:k", lambda s: played(s) == total)
         second.send_signal(signal.SIGTERM)
         out, _ = second.communicate(timeout=30)
     finally:
         if second.poll() is None:
             second.kill()
     assert f"restored snapshot #{at_kill.seq}" in out, out
-    assert trades(done.state) == oracle
+    assert trades(done.state) == expected

@@ -73,6 +73,19 @@ def test_restored_variables_are_put_back_after_on_init(driver, mid, monkeypatch)
     assert at_start == mid["variables"]
 
 
+#: A working order of the replay's book, as a snapshot holds it.
+ORDER = {
+    "orderid": "3",
+    "direction": "LONG",
+    "offset": "OPEN",
+    "price": 20.0,
+    "volume": 1,
+    "status": "NOTTRADED",
+    "datetime": None,
+    "reference": "",
+}
+
+
 @pytest.mark.parametrize(
     ("mutate", "key"),
     [
@@ -81,6 +94,18 @@ def test_restored_variables_are_put_back_after_on_init(driver, mid, monkeypatch)
         (lambda s: s["variables"].pop("pos"), "'variables.pos'"),
         (lambda s: s["gateway"].update(position="3"), "'gateway.position'"),
         (lambda s: s["gateway"].update(last_bar="2030-01-01T09:30:00+08:00"), "last replayed bar"),
+        (
+            lambda s: s.update(stop_orders=[{"stop_orderid": "STOP.1"}]),
+            r"'stop_orders\[0\].direction' is None",
+        ),
+        (lambda s: s.update(stop_order_count=-1), "'stop_order_count'"),
+        (lambda s: s["gateway"].update(orders=[dict(ORDER, status="ALLTRADED")]), "not a working order's"),
+        (lambda s: s.update(orders={}), "'orders' is not a list"),
+        (lambda s: s["gateway"].update(orders=[{"orderid": 3}]), r"'gateway.orders\[0\].orderid' is missing"),
+        (
+            lambda s: s.update(fields={"cta_engine": 1}),
+            "'fields.cta_engine' is not a field of DoubleMaStrategy",
+        ),
     ],
 )
 def test_a_corrupt_snapshot_is_refused_naming_the_key(driver, mid, mutate, key):
@@ -146,3 +171,16 @@ def test_the_replayed_bar_after_a_restore_reaches_the_strategy_before_it_trades(
     assert [t for t, trading in seen[:4]] == [last.replace(":00+", f":{s:02d}+") for s in (0, 15, 30, 45)]
     assert [trading for _, trading in seen[:4]] == [False] * 4
     assert all(trading for _, trading in seen[4:]) and len(seen) == 8  # then one new bar, trading
+
+
+def test_a_snapshot_of_format_1_restores_without_working_orders(driver, mid, oracle):
+    """Snapshots written before working orders were saved still resume."""
+    import copy
+
+    old = copy.deepcopy(mid)
+    for key in ("fields", "stop_order_count", "stop_orders", "orders"):
+        old.pop(key)
+    old["gateway"].pop("orders")
+    old["format"] = old["gateway"]["format"] = 1
+    final = driver.run_to_end(driver.spec(), snapshot=old)
+    assert trades(final) == oracle and final["format"] == 2

@@ -3,7 +3,9 @@
 * ``csv``: backtrader's ``GenericCSVData``; the header row names the columns
   (``datetime`` or ``date``, optional ``time``, ``open``, ``high``, ``low``,
   ``close``, optional ``volume`` and ``openinterest``), datetimes in ISO format
-  unless ``reader.dtformat`` says otherwise.
+  unless ``reader.dtformat`` says otherwise. Without a ``timeframe`` the bars are
+  daily (backtrader's default), and a file with two bars on one day is refused:
+  backtrader would stamp them all at the session's end.
 * ``parquet``: read with pandas (needs ``pyarrow`` or ``fastparquet``), replayed
   through backtrader's ``PandasData``; a ``datetime``/``date`` column becomes the index.
 * ``factory``: ``package.module:callable`` (resolved under the allow-list) called
@@ -57,10 +59,12 @@ def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
                 "expected a backtrader data feed"
             )
         return feed
-    common = {"timeframe": TIMEFRAMES[settings.timeframe], "compression": settings.compression}
+    common = {"timeframe": TIMEFRAMES[settings.timeframe or "days"], "compression": settings.compression}
     if settings.csv:
         path = _resolve(settings.csv, context)
         columns = _csv_columns(path, sid)
+        if settings.timeframe is None:
+            _refuse_intraday(path, columns, settings.reader.get("dtformat"), sid)
         params = {"dataname": str(path), "dtformat": datetime.fromisoformat, **columns, **common}
         return _make(bt.feeds.GenericCSVData, params, settings.reader, sid)
     path = _resolve(settings.parquet or "", context)
@@ -103,6 +107,42 @@ def _csv_columns(path: Path, sid: str) -> dict[str, int]:
         )
     columns = {n: where.get(n, -1) for n in _CSV_COLUMNS}
     return {"datetime": stamp, "time": where.get("time", -1), **columns}  # type: ignore[dict-item]
+
+
+#: How many rows the intraday check reads.
+_SAMPLE_ROWS = 100
+
+
+def _refuse_intraday(path: Path, columns: dict[str, int], dtformat: Any, sid: str) -> None:
+    """Refuse a file with two bars on one day among its first rows, naming ``timeframe``."""
+    days: list[Any] = []
+    with path.open(encoding="utf-8") as handle:
+        handle.readline()
+        for _, line in zip(range(_SAMPLE_ROWS), handle, strict=False):
+            day = _day(line.split(",")[columns["datetime"]].strip(), dtformat)
+            if day is None:
+                return  # not ours to parse: backtrader reports it
+            if days and day == days[-1]:
+                raise InvalidStrategy(
+                    f"{sid}: feed csv '{path}' has intraday bars (two on {day}) but no timeframe; set "
+                    "params.backtrader.feed.timeframe (\"minutes\", with compression for 5-minute bars), "
+                    "or backtrader stamps every bar at the session's end"
+                )
+            days.append(day)
+
+
+def _day(text: str, dtformat: Any) -> Any:
+    """The date of a CSV datetime field as backtrader would read it, or None."""
+    try:
+        if dtformat is None:
+            return datetime.fromisoformat(text).date()
+        if isinstance(dtformat, str):
+            return datetime.strptime(text, dtformat).date()
+        if callable(dtformat):
+            return dtformat(text).date()
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return None
 
 
 def _make(cls: Any, params: dict[str, Any], reader: dict[str, Any], sid: str) -> Any:

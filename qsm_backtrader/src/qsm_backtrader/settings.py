@@ -8,17 +8,27 @@ documented in ``qsm_backtrader/README.md``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from attrs import define, field
 
-from strategy_manager.core.spec import StrategySpec, split_engine_params
+from strategy_manager.core.spec import StrategySpec, converter, split_engine_params
 
 SETTINGS_KEY = "backtrader"
 
 Timeframe = Literal[
     "ticks", "microseconds", "seconds", "minutes", "days", "weeks", "months", "years"
 ]
+
+
+def _timeframe(raw: Any, _type: Any) -> str | None:
+    """An optional timeframe, refused with the list of names (as a plain Literal is)."""
+    if raw is None or raw in get_args(Timeframe):
+        return raw  # type: ignore[no-any-return]
+    raise ValueError("must be one of " + ", ".join(repr(name) for name in get_args(Timeframe)))
+
+
+converter.register_structure_hook(Timeframe | None, _timeframe)
 
 
 @define(frozen=True)
@@ -39,7 +49,8 @@ class FeedSettings:
     kwargs: dict[str, Any] = field(factory=dict)
     #: Extra parameters for backtrader's CSV or pandas feed class (``dtformat`` ...).
     reader: dict[str, Any] = field(factory=dict)
-    timeframe: Timeframe = "days"
+    #: The bars' timeframe; unset means days, which a CSV file of intraday bars refuses.
+    timeframe: Timeframe | None = None
     compression: int = 1
     #: Replay speed in bars per second; 0 means as fast as possible.
     pace: float = 0.0

@@ -2,27 +2,26 @@
 
 The strategy runs as it does in vnpy's trader: ``add_strategy``, ``init_strategy``
 (``on_init``, then the saved variables put back, then the subscription),
-``start_strategy``, ``stop_strategy``. Two things differ, both about files:
-
-* vnpy's ``CtaEngine`` keeps strategy settings and variables in two JSON files
-  shared by every strategy of the folder; :class:`MemoryCtaEngine` keeps them in
-  memory, and the variables reach our store through snapshots instead.
-* vnpy's ``MainEngine`` changes the process's working directory to its folder;
-  :class:`QsmMainEngine` does not.
+``start_strategy``, ``stop_strategy``, in the engines of :mod:`qsm_vnpy.engines`
+(no files, fenced orders, the backtester's stop orders on the replay gateway).
 
 Each strategy gets its own event engine, main engine and gateway connection, so
 one strategy's gateway or exception never reaches another.
 
+A snapshot holds the strategy's variables (what vnpy saves) and fields
+(:mod:`qsm_vnpy.state`), its working orders (:mod:`qsm_vnpy.orders`) and, on the
+replay gateway, the replay's state.
+
 The resume check. After a restore, before the strategy trades, its ``pos`` is
-compared with the position the gateway reports for the symbol. On a difference
-``on_mismatch`` decides: ``halt`` keeps it stopped (the status shows both
-numbers), ``trust_broker`` takes the gateway's, ``trust_snapshot`` keeps the
-strategy's.
+compared with the position the gateway reports for the symbol, and the gateway's
+open orders for the symbol with those the snapshot knew. On a difference
+``on_mismatch`` decides: ``halt`` keeps it stopped (the status shows the facts),
+``trust_broker`` takes the gateway's position and adopts its unknown orders,
+``trust_snapshot`` keeps the strategy's position and leaves unknown orders alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -30,90 +29,21 @@ from typing import Any
 
 from vnpy.event import Event, EventEngine
 from vnpy.trader.constant import Direction
-from vnpy.trader.engine import MainEngine
 from vnpy.trader.event import EVENT_LOG
 from vnpy.trader.object import LogData
-from vnpy.trader.setting import SETTINGS
 from vnpy_ctastrategy.base import EVENT_CTA_LOG
-from vnpy_ctastrategy.engine import CtaEngine
 from vnpy_ctastrategy.template import CtaTemplate
 
-from qsm_vnpy import events
+from qsm_vnpy import events, orders
+from qsm_vnpy.engines import MemoryCtaEngine, QsmMainEngine
 from qsm_vnpy.replay import ReplayGateway
 from qsm_vnpy.settings import AdapterSettings, replay_settings
+from qsm_vnpy.state import fields_of, plain_variable, validate_fields, variables_of
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.errors import EngineError, EngineHalted, SnapshotError
 
-SNAPSHOT_FORMAT = 1
-
-
-class QsmMainEngine(MainEngine):
-    """vnpy's MainEngine without its ``os.chdir``: the working directory belongs to
-    the process, which runs many strategies."""
-
-    def __init__(self, event_engine: EventEngine) -> None:
-        self.event_engine = event_engine
-        self.event_engine.start()
-        self.gateways = {}
-        self.engines = {}
-        self.apps = {}
-        self.exchanges = []
-        self.init_engines()
-
-
-class MemoryCtaEngine(CtaEngine):
-    """vnpy's CtaEngine with its settings and strategy data kept in memory, and the
-    strategy exceptions it swallows reported to the runner."""
-
-    runner: CtaRunner
-
-    def init_engine(self) -> None:
-        if SETTINGS.get("datafeed.name"):
-            self.init_datafeed()
-        self.register_event()
-
-    def load_strategy_setting(self) -> None:
-        return None
-
-    def load_strategy_data(self) -> None:
-        return None
-
-    def update_strategy_setting(self, strategy_name: str, setting: dict[str, Any]) -> None:
-        strategy = self.strategies[strategy_name]
-        self.strategy_setting[strategy_name] = {
-            "class_name": type(strategy).__name__,
-            "vt_symbol": strategy.vt_symbol,
-            "setting": setting,
-        }
-
-    def remove_strategy_setting(self, strategy_name: str) -> None:
-        self.strategy_setting.pop(strategy_name, None)
-        self.strategy_data.pop(strategy_name, None)
-
-    def sync_strategy_data(self, strategy: CtaTemplate) -> None:
-        self.strategy_data[strategy.strategy_name] = variables_of(strategy)
-
-    def call_strategy_func(self, strategy: CtaTemplate, func: Any, params: Any = None) -> None:
-        failure: list[BaseException] = []
-
-        def guarded(*args: Any) -> Any:
-            try:
-                return func(*args)
-            except Exception as exc:
-                failure.append(exc)
-                raise
-
-        super().call_strategy_func(strategy, guarded, params)
-        if failure:
-            self.runner.strategy_raised(getattr(func, "__name__", "callback"), failure[0])
-
-
-def variables_of(strategy: CtaTemplate) -> dict[str, Any]:
-    """What vnpy's ``sync_strategy_data`` saves: the variables, without inited and trading."""
-    data: dict[str, Any] = strategy.get_variables()
-    data.pop("inited", None)
-    data.pop("trading", None)
-    return data
+#: 2 added the working orders; a snapshot of format 1 has none.
+SNAPSHOT_FORMAT = 2
 
 
 class CtaRunner:
@@ -153,6 +83,7 @@ class CtaRunner:
         if self.main is not None:
             raise EngineError(f"{self.sid}: restore called on a started engine")
         validate_snapshot(snapshot, self.sid, self.class_name, replay=self.replay is not None)
+        validate_fields(snapshot.get("fields", {}), self.strategy_class, self.sid)
         self._restored = copy.deepcopy(snapshot)
 
     def start(self) -> None:
@@ -166,12 +97,17 @@ class CtaRunner:
         self.main = main = QsmMainEngine(event_engine)
         gateway: Any = main.add_gateway(self.gateway_class, self.gateway_name)
         self.gateway = gateway
+        self.cta = cta = main.add_engine(MemoryCtaEngine)
+        cta.context = self.context
+        cta.on_raise = self.strategy_raised
+        cta.restored_fields = {self.sid: dict(restored.get("fields", {}))} if restored else {}
         if self.replay is not None:
             gateway.load(self.replay, self.vt_symbol, restored and restored["gateway"], self.sid)
             gateway.capture = self._capture
             gateway.stop_event = self.context.stop_event
-        self.cta = cta = main.add_engine(MemoryCtaEngine)
-        cta.runner = self
+            gateway.fence = self.context.lease_valid
+            gateway.cross_stops = cta.cross_stop_orders
+            cta.replay = gateway
         cta.init_engine()
         cta.classes[self.class_name] = self.strategy_class
         if restored is not None:
@@ -195,7 +131,7 @@ class CtaRunner:
             raise EngineError(f"{self.sid}: on_init raised {_one_line(self._init_failure)}")
         strategy = cta.strategies[self.sid]
         if restored is not None:
-            self._resume_check(strategy)
+            self._resume_check(strategy, restored)
         if self.replay is not None:
             gateway.warm_up()
         cta.start_strategy(self.sid)
@@ -253,12 +189,15 @@ class CtaRunner:
         """The snapshot, at a safe point (a replay boundary or on the event thread)."""
         assert self.cta is not None
         strategy = self.cta.strategies[self.sid]
-        variables = {name: _plain(self.sid, name, value) for name, value in variables_of(strategy).items()}
+        variables = {name: plain_variable(self.sid, name, v) for name, v in variables_of(strategy).items()}
+        assert self.main is not None
         return {
             "format": SNAPSHOT_FORMAT,
             "class": self.class_name,
             "vt_symbol": self.vt_symbol,
             "variables": variables,
+            "fields": fields_of(strategy),
+            **orders.capture(self.cta, self.main, self.sid),
             "gateway": self.gateway.state() if isinstance(self.gateway, ReplayGateway) else None,
         }
 
@@ -274,30 +213,69 @@ class CtaRunner:
             self.context.stop_event.wait(step)
             waited += step
 
-    def _resume_check(self, strategy: CtaTemplate) -> None:
+    def _resume_check(self, strategy: CtaTemplate, restored: dict[str, Any]) -> None:
+        """Compare the restored position and working orders with the gateway's, apply
+        ``on_mismatch``, then put the working orders back."""
         assert self.main is not None
         if self.replay is None:
             self.context.stop_event.wait(self.settings.position_wait)
         events.barrier(self.main.event_engine)
+        facts = []
         broker = self.broker_position()
         ours = float(strategy.pos)
-        if math.isclose(broker, ours, abs_tol=1e-9):
-            return
-        facts = (
-            f"position mismatch on {self.vt_symbol}: the snapshot has pos {ours:g}, "
-            f"gateway {self.gateway_name} reports {broker:g}"
-        )
+        if not math.isclose(broker, ours, abs_tol=1e-9):
+            facts.append(
+                f"position mismatch on {self.vt_symbol}: the snapshot has pos {ours:g}, "
+                f"gateway {self.gateway_name} reports {broker:g}"
+            )
+        known, unknown, gone = orders.compare(self.main, self.vt_symbol, restored)
+        if restored["format"] == 1 and unknown:  # written before orders were saved: it knows none
+            self.context.logger.info(
+                "the snapshot predates saved orders; %d open order(s) at gateway %s are not checked",
+                len(unknown),
+                self.gateway_name,
+            )
+            unknown = []
+        if unknown:
+            listed = ", ".join(orders.describe(order) for order in unknown)
+            facts.append(
+                f"gateway {self.gateway_name} has open order(s) on {self.vt_symbol} "
+                f"the snapshot does not know: {listed}"
+            )
+        if gone:
+            self.context.logger.info(
+                "order(s) %s of the snapshot no longer open at gateway %s (filled or cancelled meanwhile)",
+                ", ".join(gone),
+                self.gateway_name,
+            )
         policy = self.settings.on_mismatch
-        if policy == "halt":
+        if facts and policy == "halt":
             raise EngineHalted(
-                f"{self.sid}: {facts}; on_mismatch 'halt' keeps it stopped "
+                f"{self.sid}: {'; '.join(facts)}; on_mismatch 'halt' keeps it stopped "
                 "(set params.vnpy.on_mismatch to 'trust_broker' or 'trust_snapshot' to resume)"
             )
-        if policy == "trust_broker":
+        if facts and policy == "trust_broker":
             strategy.pos = broker
-            self.context.logger.warning("%s; trusting the broker: pos set to %g", facts, broker)
-        else:
-            self.context.logger.warning("%s; trusting the snapshot: pos stays %g", facts, ours)
+            known += [order.vt_orderid for order in unknown]
+            self.context.logger.warning(
+                "%s; trusting the broker: pos set to %g, its open orders are the strategy's",
+                "; ".join(facts),
+                broker,
+            )
+        elif facts:
+            self.context.logger.warning(
+                "%s; trusting the snapshot: pos stays %g, unknown orders are left alone",
+                "; ".join(facts),
+                ours,
+            )
+        assert self.cta is not None
+        cta = self.cta
+
+        def put_back() -> None:
+            orders.put_back_stops(cta, strategy, restored)
+            orders.attach(cta, strategy, known)
+
+        events.call_on_event_thread(self.main.event_engine, put_back)
 
     def broker_position(self) -> float:
         """The gateway's net position in the symbol (long minus short)."""
@@ -329,8 +307,10 @@ def validate_snapshot(snapshot: Any, sid: str, class_name: str, replay: bool) ->
 
     if not isinstance(snapshot, dict):
         raise SnapshotError(f"{sid}: snapshot must be an object")
-    if snapshot.get("format") != SNAPSHOT_FORMAT:
-        raise SnapshotError(f"{sid}: snapshot key 'format' is {snapshot.get('format')!r}, expected 1")
+    if snapshot.get("format") not in (1, SNAPSHOT_FORMAT):
+        raise SnapshotError(
+            f"{sid}: snapshot key 'format' is {snapshot.get('format')!r}, expected 1 or {SNAPSHOT_FORMAT}"
+        )
     if snapshot.get("class") != class_name:
         raise SnapshotError(
             f"{sid}: snapshot key 'class' is {snapshot.get('class')!r}, but the strategy is {class_name}"
@@ -341,23 +321,9 @@ def validate_snapshot(snapshot: Any, sid: str, class_name: str, replay: bool) ->
     pos = variables.get("pos")
     if not isinstance(pos, int | float) or isinstance(pos, bool):
         raise SnapshotError(f"{sid}: snapshot key 'variables.pos' is missing or not a number")
+    orders.validate(snapshot, sid)
     if replay:
         validate_state(snapshot.get("gateway"), sid)
-
-
-def _plain(sid: str, name: str, value: Any) -> Any:
-    """A variable as JSON data: numpy scalars become Python numbers."""
-    item = getattr(value, "item", None)
-    if callable(item) and not isinstance(value, list | dict | str):
-        with contextlib.suppress(TypeError, ValueError):
-            value = item()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SnapshotError(f"{sid}: strategy variable {name!r} is {value}, which JSON cannot hold")
-    if value is None or isinstance(value, bool | int | float | str | list | dict):
-        return value
-    raise SnapshotError(
-        f"{sid}: strategy variable {name!r} is a {type(value).__name__}, which a snapshot cannot hold"
-    )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -5,12 +5,13 @@ How a bar is played. Each bar becomes four ticks inside its minute, at :00, :15,
 :30 and :45 seconds, whose prices run open, low, high, close (open, high, low,
 close on a falling bar), so that vnpy's ``BarGenerator`` rebuilds the same bar.
 After the ticks have been handled, the orders working at that moment are crossed
-against the bar, then the next bar is played.
+against the bar, on vnpy's event thread, then the next bar is played.
 
-The fill rule is vnpy's ``BacktestingEngine`` in bar mode, so that a strategy
+The fill rule is vnpy's ``BacktestingEngine`` in bar mode, so that a CTA strategy
 trades here exactly as in vnpy's backtester. A strategy sees bar *t* when the
 first tick of bar *t+1* arrives (that is how ``BarGenerator`` works), so an order
-it sends from ``on_bar`` of bar *t* is crossed against bar *t+1*:
+it sends from ``on_bar`` of bar *t* is crossed against bar *t+1*, as the
+backtester crosses it before ``on_bar`` of bar *t+1*. First the limit orders:
 
 * a buy limit order fills when its price is at or above the bar's low, at the
   lower of its price and the bar's open;
@@ -18,26 +19,42 @@ it sends from ``on_bar`` of bar *t* is crossed against bar *t+1*:
   higher of its price and the bar's open;
 * it fills in full; otherwise it keeps working until cancelled.
 
-Only limit orders are accepted (vnpy's CTA engine turns stop orders into limit
-orders when a tick triggers them). Positions are net.
+Then the strategy's stop orders, which the CTA engine keeps (``cross_stops``, set
+by the adapter; see :meth:`qsm_vnpy.engines.MemoryCtaEngine.cross_stop_orders`): a
+buy stop triggers when the bar's high reaches its price and fills at the higher of
+its price and the open; a sell stop when the low reaches it, at the lower of the
+two (:meth:`ReplayGateway.fill_triggered`). ``send_order`` takes limit orders only
+(the contract has no server-side stop orders); positions are net.
+
+Events. On the event thread (where a strategy's callbacks run) the gateway hands
+its order, trade and position events to vnpy's handlers at once instead of
+queueing them, as the backtester calls the strategy at once: an order is known to
+vnpy's order book before ``send_order`` returns, so a ``cancel_all`` right after a
+send finds it, and the strategy sees the fills of a bar before its next tick.
+
+The fence. No order is accepted and none filled while ``fence()`` is False (the
+core's lease check, set by the adapter).
 
 ``load_bar`` history: ``query_history`` serves the bars before the replay point
 (the ``start`` setting, or where a restored snapshot left off), covering the span
 the request asks for. Times in requests are ignored otherwise: vnpy asks for "the
 last N days" from the wall clock.
 
-Resuming. The gateway's state (the last bar played, the position, the counters
-and the recent trades) is part of the strategy's snapshot. On a restore the last
-bar played before the snapshot is played again as ticks, before the strategy
-trades and without crossing, so the strategy's ``BarGenerator`` holds the same
-unfinished bar as before; history ends just before it. The strategy then sees the next bars exactly as in an
-uninterrupted run.
+Resuming. The gateway's state (the last bar played, the position, the counters,
+the working orders and the recent trades) is part of the strategy's snapshot. On
+a restore the working orders go back in the book (their order events reach vnpy at
+connect), and the last bar played before the snapshot is played again as ticks,
+before the strategy trades and without crossing, so the strategy's
+``BarGenerator`` holds the same unfinished bar as before; history ends just
+before it. The strategy then sees the next bars exactly as in an uninterrupted
+run.
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+import logging
 import threading
 import time
 from collections import deque
@@ -46,8 +63,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vnpy.event import EventEngine
-from vnpy.trader.constant import Direction, Exchange, Interval, OrderType, Product, Status
+from vnpy.event import Event, EventEngine
+from vnpy.trader.constant import Direction, Exchange, Interval, Offset, OrderType, Product, Status
+from vnpy.trader.event import EVENT_TICK
 from vnpy.trader.gateway import BaseGateway
 from vnpy.trader.object import (
     AccountData,
@@ -55,6 +73,7 @@ from vnpy.trader.object import (
     CancelRequest,
     ContractData,
     HistoryRequest,
+    LogData,
     OrderData,
     OrderRequest,
     PositionData,
@@ -64,12 +83,21 @@ from vnpy.trader.object import (
 )
 
 from qsm_vnpy.bars import Bar, read_bars
-from qsm_vnpy.events import EngineGone, barrier
+from qsm_vnpy.events import EngineGone, barrier, call_on_event_thread
+from qsm_vnpy.orders import check_fields
 from qsm_vnpy.settings import ReplaySettings
 from strategy_manager.core.errors import InvalidStrategy, SnapshotError
 
 TICK_SECONDS = (0, 15, 30, 45)
-STATE_FORMAT = 1
+#: 2 added the working orders; a state of format 1 has none.
+STATE_FORMAT = 2
+#: The statuses of a working order in the book.
+WORKING = (Status.SUBMITTING, Status.NOTTRADED)
+#: A replayed tick's prices: all levels at the one price, so any order at it can trade.
+_PRICE_FIELDS = (
+    "last_price",
+    *(f"{side}_price_{level}" for side in ("bid", "ask") for level in range(1, 6)),
+)
 _STOCK_EXCHANGES = {"SSE", "SZSE", "BSE", "SEHK"}
 
 
@@ -100,6 +128,11 @@ class ReplayGateway(BaseGateway):
         self.cursor = 0
         self.start_index = 0
         self.warm: int | None = None
+        self.sid = ""
+        #: The core's fence (set by the adapter): no order is accepted or filled while it is False.
+        self.fence: Callable[[], bool] = lambda: True
+        #: Crosses the strategy's stop orders against a bar, after the limit orders (set by the adapter).
+        self.cross_stops: Callable[[Bar], None] = lambda bar: None
         #: Called at a safe point to take the strategy's snapshot (set by the adapter).
         self.capture: Callable[[], dict[str, Any]] = lambda: self.state()
         #: The snapshot taken where the replay ended or was stopped.
@@ -119,14 +152,25 @@ class ReplayGateway(BaseGateway):
         self._ended = False
         self._started_at = 0
         self._due: float | None = None
+        self._fenced_logged = False
 
     # -- set-up, by the adapter ----------------------------------------------------
     def load(self, settings: ReplaySettings, vt_symbol: str, state: dict[str, Any] | None, sid: str) -> None:
         """Read the file and place the replay point (after a restored state, if any)."""
         self.settings = settings
+        self.sid = sid
         self.symbol, _, exchange = vt_symbol.rpartition(".")
         self.exchange = Exchange(exchange)
         self.bars = read_bars(Path(settings.csv), settings.timezone, sid)
+        self._tick_template = TickData(
+            symbol=self.symbol,
+            exchange=self.exchange,
+            datetime=self.bars[0].datetime,
+            name=self.symbol,
+            gateway_name=self.gateway_name,
+            bid_volume_1=1,
+            ask_volume_1=1,
+        ).__dict__
         times = [b.datetime for b in self.bars]
         start = settings.start_time()
         self.start_index = bisect.bisect_left(times, start) if start else 0
@@ -154,6 +198,22 @@ class ReplayGateway(BaseGateway):
         self.order_count = state["order_count"]
         self.trade_count = state["trade_count"]
         self.trades = deque(state["trades"])
+        for saved in state.get("orders", []):
+            order = OrderData(
+                symbol=self.symbol,
+                exchange=self.exchange,
+                orderid=saved["orderid"],
+                type=OrderType.LIMIT,
+                direction=Direction[saved["direction"]],
+                offset=Offset[saved["offset"]],
+                price=saved["price"],
+                volume=saved["volume"],
+                status=Status[saved["status"]],
+                datetime=datetime.fromisoformat(saved["datetime"]) if saved["datetime"] else None,
+                reference=saved["reference"],
+                gateway_name=self.gateway_name,
+            )
+            self._active[order.vt_orderid] = order
 
     # -- BaseGateway -----------------------------------------------------------------
     def connect(self, setting: dict[str, Any]) -> None:
@@ -175,6 +235,8 @@ class ReplayGateway(BaseGateway):
             )
         )
         self.query_position()
+        for order in list(self._active.values()):  # a restored book: vnpy's order book learns it
+            self.on_order(copy.copy(order))
         self.on_account(AccountData(accountid=self.gateway_name, balance=0.0, gateway_name=self.gateway_name))
         self.write_log(
             f"replaying {len(self.bars) - self.cursor} bars of {self.symbol} from {self.settings.csv}"
@@ -188,12 +250,28 @@ class ReplayGateway(BaseGateway):
     def subscribe(self, req: SubscribeRequest) -> None:
         return None
 
+    def on_tick(self, tick: TickData) -> None:
+        """Ticks come from the replay thread: straight to the queue (as vnpy's gateway puts them)."""
+        put = self.event_engine.put
+        put(Event(EVENT_TICK, tick))
+        put(Event(EVENT_TICK + tick.vt_symbol, tick))
+
+    def on_event(self, type: str, data: Any = None) -> None:
+        """On the event thread, hand the event to vnpy's handlers now; otherwise queue it."""
+        if threading.current_thread() is self.event_engine._thread:
+            self.event_engine._process(Event(type, data))
+        else:
+            self.event_engine.put(Event(type, data))
+
     def send_order(self, req: OrderRequest) -> str:
+        fenced = not self._fence_up(lambda: f"order {self.gateway_name}.{self.order_count + 1}")
         with self._lock:
             self.order_count += 1
             order = req.create_order_data(str(self.order_count), self.gateway_name)
-            order.datetime = self._current.datetime if self._current else None
-            if req.type != OrderType.LIMIT:
+            order.datetime = self.now()
+            if fenced:
+                order.status = Status.REJECTED
+            elif req.type != OrderType.LIMIT:
                 order.status = Status.REJECTED
                 self.write_log(f"order {order.vt_orderid} rejected: the replay takes limit orders only")
             else:
@@ -201,6 +279,38 @@ class ReplayGateway(BaseGateway):
             pushed = copy.copy(order)
         self.on_order(pushed)
         return order.vt_orderid
+
+    def fill_triggered(self, req: OrderRequest, price: float, announce: Callable[[str], None]) -> bool:
+        """A triggered stop order: a new order that fills at once, in full, at ``price``.
+
+        ``announce`` gets the new order's id before any event of it is pushed (the CTA
+        engine tells the strategy its stop order triggered). The order never works in
+        the book, so nothing can cancel it. False, and nothing done, when fenced off.
+        """
+        assert self._current is not None
+        if not self._fence_up(lambda: "a triggered stop order"):
+            return False
+        with self._lock:
+            self.order_count += 1
+            order = req.create_order_data(str(self.order_count), self.gateway_name)
+            order.datetime = self._current.datetime
+        announce(order.vt_orderid)
+        self._fill(order, price, self._current)
+        return True
+
+    def now(self) -> datetime | None:
+        """The time of the bar being played."""
+        return self._current.datetime if self._current else None
+
+    def _fence_up(self, what: Callable[[], str]) -> bool:
+        """The fence; when it is down, a log line saying what was refused (``what()``)."""
+        if self.fence():
+            return True
+        level = logging.DEBUG if self._fenced_logged else logging.ERROR
+        self._fenced_logged = True
+        message = f"{what()} refused: the lease of {self.sid} is not valid; nothing sent or filled"
+        self.on_log(LogData(msg=message, level=level, gateway_name=self.gateway_name))
+        return False
 
     def cancel_order(self, req: CancelRequest) -> None:
         with self._lock:
@@ -337,9 +447,10 @@ class ReplayGateway(BaseGateway):
         self._current = bar
         for tick in self._ticks(bar):
             self.on_tick(tick)
-        barrier(self.event_engine)
-        if cross and self._cross(bar):
-            barrier(self.event_engine)  # the fills reached the strategy
+        if cross:  # behind the ticks, on the event thread: the strategy has seen them
+            call_on_event_thread(self.event_engine, lambda: self._cross(bar))
+        else:
+            barrier(self.event_engine)
 
     def _ticks(self, bar: Bar) -> list[TickData]:
         path = (
@@ -347,43 +458,39 @@ class ReplayGateway(BaseGateway):
             if bar.close < bar.open
             else (bar.open, bar.low, bar.high, bar.close)
         )
+        # the bar's volume arrives with its first tick (BarGenerator adds differences)
+        self._volume += bar.volume
+        self._turnover += bar.turnover
         ticks = []
-        for i, (seconds, price) in enumerate(zip(TICK_SECONDS, path, strict=True)):
-            if i == 0:  # the bar's volume arrives with its first tick (BarGenerator adds differences)
-                self._volume += bar.volume
-                self._turnover += bar.turnover
-            ticks.append(
-                TickData(
-                    symbol=self.symbol,
-                    exchange=self.exchange,
-                    datetime=bar.datetime + timedelta(seconds=seconds),
-                    name=self.symbol,
-                    volume=self._volume,
-                    turnover=self._turnover,
-                    open_interest=bar.open_interest,
-                    last_price=price,
-                    gateway_name=self.gateway_name,
-                    bid_price_1=price,
-                    bid_price_2=price,
-                    bid_price_3=price,
-                    bid_price_4=price,
-                    bid_price_5=price,
-                    ask_price_1=price,
-                    ask_price_2=price,
-                    ask_price_3=price,
-                    ask_price_4=price,
-                    ask_price_5=price,
-                    bid_volume_1=1,
-                    ask_volume_1=1,
-                )
-            )
+        for seconds, price in zip(TICK_SECONDS, path, strict=True):
+            # a copy of a tick TickData built once, with what changes set: less than half
+            # the cost of TickData(...), which a replay pays four times a bar
+            fields = dict(self._tick_template)
+            for name in _PRICE_FIELDS:
+                fields[name] = price
+            fields["datetime"] = bar.datetime + timedelta(seconds=seconds)
+            fields["volume"] = self._volume
+            fields["turnover"] = self._turnover
+            fields["open_interest"] = bar.open_interest
+            tick = TickData.__new__(TickData)
+            tick.__dict__ = fields
+            ticks.append(tick)
         return ticks
 
-    def _cross(self, bar: Bar) -> bool:
-        """Cross the working orders against ``bar``; True if any event was pushed."""
+    def _cross(self, bar: Bar) -> None:
+        """Cross the working orders against ``bar``: the limit orders, then the stop orders.
+
+        On the event thread, in the backtester's order: each order still SUBMITTING is
+        reported NOTTRADED, then filled if the bar reaches it. Orders sent meanwhile (by
+        the strategy's callbacks) wait for the next bar.
+        """
+        if not self._fence_up(lambda: f"crossing bar {bar.datetime.isoformat()}"):
+            return
         with self._lock:
             working = list(self._active.values())
         for order in working:
+            if order.vt_orderid not in self._active:
+                continue  # cancelled meanwhile, by a callback
             if order.status == Status.SUBMITTING:
                 order.status = Status.NOTTRADED
                 self.on_order(copy.copy(order))
@@ -394,29 +501,34 @@ class ReplayGateway(BaseGateway):
                 continue
             with self._lock:
                 if self._active.pop(order.vt_orderid, None) is None:
-                    continue  # cancelled meanwhile
-                order.traded = order.volume
-                order.status = Status.ALLTRADED
-                self.trade_count += 1
-                price = min(order.price, bar.open) if buy else max(order.price, bar.open)
-                self.position += order.volume if buy else -order.volume
-                trade = TradeData(
-                    symbol=order.symbol,
-                    exchange=order.exchange,
-                    orderid=order.orderid,
-                    tradeid=str(self.trade_count),
-                    direction=order.direction,
-                    offset=order.offset,
-                    price=price,
-                    volume=order.volume,
-                    datetime=bar.datetime,
-                    gateway_name=self.gateway_name,
-                )
-                self._record(trade)
-            self.on_order(copy.copy(order))
-            self.on_trade(trade)
-            self.query_position()
-        return bool(working)
+                    continue
+            self._fill(order, min(order.price, bar.open) if buy else max(order.price, bar.open), bar)
+        self.cross_stops(bar)
+
+    def _fill(self, order: OrderData, price: float, bar: Bar) -> None:
+        """Fill ``order`` in full at ``price``: push the order, its trade and the position."""
+        buy = order.direction == Direction.LONG
+        with self._lock:
+            order.traded = order.volume
+            order.status = Status.ALLTRADED
+            self.trade_count += 1
+            self.position += order.volume if buy else -order.volume
+            trade = TradeData(
+                symbol=order.symbol,
+                exchange=order.exchange,
+                orderid=order.orderid,
+                tradeid=str(self.trade_count),
+                direction=order.direction,
+                offset=order.offset,
+                price=price,
+                volume=order.volume,
+                datetime=bar.datetime,
+                gateway_name=self.gateway_name,
+            )
+            self._record(trade)
+        self.on_order(copy.copy(order))
+        self.on_trade(trade)
+        self.query_position()
 
     def _record(self, trade: TradeData) -> None:
         assert trade.direction is not None and trade.datetime is not None
@@ -462,16 +574,33 @@ class ReplayGateway(BaseGateway):
             "position": self.position,
             "order_count": self.order_count,
             "trade_count": self.trade_count,
+            "orders": [_order_state(order) for order in self._active.values()],
             "trades": list(self.trades),
         }
+
+
+def _order_state(order: OrderData) -> dict[str, Any]:
+    assert order.direction is not None
+    return {
+        "orderid": order.orderid,
+        "direction": order.direction.name,
+        "offset": order.offset.name,
+        "price": order.price,
+        "volume": order.volume,
+        "status": order.status.name,
+        "datetime": order.datetime.isoformat() if order.datetime else None,
+        "reference": order.reference,
+    }
 
 
 def validate_state(state: Any, sid: str) -> None:
     """Refuse a gateway state of the wrong shape, naming the key."""
     if not isinstance(state, dict):
         raise SnapshotError(f"{sid}: snapshot key 'gateway' must be an object")
-    if state.get("format") != STATE_FORMAT:
-        raise SnapshotError(f"{sid}: snapshot key 'gateway.format' is {state.get('format')!r}, expected 1")
+    if state.get("format") not in (1, STATE_FORMAT):
+        raise SnapshotError(
+            f"{sid}: snapshot key 'gateway.format' is {state.get('format')!r}, expected 1 or {STATE_FORMAT}"
+        )
     checks: dict[str, Any] = {
         "last_bar": (str, type(None)),
         "position": (int, float),
@@ -479,6 +608,8 @@ def validate_state(state: Any, sid: str) -> None:
         "trade_count": int,
         "trades": list,
     }
+    if state["format"] >= 2:
+        checks["orders"] = list
     for key, kind in checks.items():
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -488,3 +619,29 @@ def validate_state(state: Any, sid: str) -> None:
             datetime.fromisoformat(state["last_bar"])
         except ValueError:
             raise SnapshotError(f"{sid}: snapshot key 'gateway.last_bar' is not a date-time") from None
+    for index, order in enumerate(state.get("orders", [])):
+        _validate_order(order, sid, f"gateway.orders[{index}]")
+
+
+_ORDER_FIELDS: dict[str, Any] = {
+    "orderid": str,
+    "direction": Direction,
+    "offset": Offset,
+    "price": (int, float),
+    "volume": (int, float),
+    "status": Status,
+    "datetime": (str, type(None)),
+    "reference": str,
+}
+
+
+def _validate_order(order: Any, sid: str, path: str) -> None:
+    check_fields(order, _ORDER_FIELDS, sid, path)
+    if Status[order["status"]] not in WORKING:
+        status = order["status"]
+        raise SnapshotError(f"{sid}: snapshot key '{path}.status' is {status}, not a working order's")
+    if order["datetime"] is not None:
+        try:
+            datetime.fromisoformat(order["datetime"])
+        except ValueError:
+            raise SnapshotError(f"{sid}: snapshot key '{path}.datetime' is not a date-time") from None

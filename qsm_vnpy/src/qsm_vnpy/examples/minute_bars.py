@@ -1,5 +1,7 @@
 """A deterministic, made-up series of 1-minute bars in A-share trading hours
 (09:30-11:30 and 13:00-15:00, weekdays): the same seed gives the same bars.
+With ``overnight_gap`` each day opens away from the last close (a random move of
+that relative size), as markets do after the night.
 
 ``python -m qsm_vnpy.examples.minute_bars out.csv --days 25 --seed 1`` writes the
 replay gateway's CSV format; prices have two decimals and are written exactly.
@@ -25,13 +27,20 @@ def session_minutes(day: date) -> Iterator[datetime]:
 
 
 def generate(
-    days: int, seed: int = 7, first_day: date = date(2026, 9, 1), price: float = 20.0
+    days: int,
+    seed: int = 7,
+    first_day: date = date(2026, 9, 1),
+    price: float = 20.0,
+    overnight_gap: float = 0.0,
 ) -> Iterator[Row]:
     """``days`` weekdays of bars: naive times, in the exchange's local time."""
     rng = random.Random(seed)
+    gaps = random.Random(seed + 1)  # its own stream: without gaps the bars stay as they were
     day, done = first_day, 0
     while done < days:
         if day.weekday() < 5:
+            if done and overnight_gap:
+                price = round(max(1.0, price * (1.0 + gaps.gauss(0.0, overnight_gap))), 2)
             for moment in session_minutes(day):
                 close = round(max(1.0, price * (1.0 + rng.gauss(0.0, 0.0015))), 2)
                 high = round(max(price, close) * (1.0 + abs(rng.gauss(0.0, 0.0006))), 2)
@@ -42,10 +51,11 @@ def generate(
         day += timedelta(days=1)
 
 
-def write_csv(path: str | Path, days: int, seed: int = 7) -> Path:
+def write_csv(path: str | Path, days: int, seed: int = 7, overnight_gap: float = 0.0) -> Path:
     path = Path(path)
+    rows = generate(days, seed, overnight_gap=overnight_gap)
     lines = ["datetime,open,high,low,close,volume"]
-    lines += [f"{t.isoformat()},{o!r},{h!r},{lo!r},{c!r},{v!r}" for t, o, h, lo, c, v in generate(days, seed)]
+    lines += [f"{t.isoformat()},{o!r},{h!r},{lo!r},{c!r},{v!r}" for t, o, h, lo, c, v in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -55,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("path")
     parser.add_argument("--days", type=int, default=25)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--overnight-gap", type=float, default=0.0, help="relative size of the opening moves")
     args = parser.parse_args(argv)
-    write_csv(args.path, args.days, args.seed)
+    write_csv(args.path, args.days, args.seed, args.overnight_gap)
 
 
 if __name__ == "__main__":
