@@ -127,7 +127,7 @@ class Driver(HookDriver):
     """The vnpy plugin's hooks, called as the core's worker does, on the fixed bar file."""
 
     def __init__(self, tmp_path: Path, csv_path: Path) -> None:
-        super().__init__(plugin, tmp_path / "engines" / "vnpy", [*plugin.CLASS_PREFIXES, "test_vn_"])
+        super().__init__(plugin, tmp_path / "engines" / "vnpy", ["vn_fake_gateway"])
         self.csv = csv_path
 
     def spec(self, key: str = "k", vnpy: dict[str, Any] | None = None, **replay: Any) -> StrategySpec:

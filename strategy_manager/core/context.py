@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import define, field
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
+from strategy_manager.core.errors import ClassRefused
 from strategy_manager.core.spec import StrategySpec
 
 log = logging.getLogger("strategy_manager.engine")
+
+T = TypeVar("T")
 
 
 class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -75,9 +78,24 @@ class EngineContext:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
 
-    def load_class(self, dotted: str) -> Any:
-        """Import ``engine_class`` under the import-path and allow-list rules."""
-        return self.classes.load(dotted)
+    def load_class(
+        self, dotted: str, kind: type[T], trusted: Iterable[str] = (), what: str = "engine_class"
+    ) -> type[T]:
+        """The class a document names (``engine_class``, a feed, a gateway ...), checked
+        before the adapter calls it: its module is admitted by the operator's
+        ``import_paths`` or ``engine_class_allow`` or by ``trusted``, the class is
+        defined there (not imported from elsewhere), and it is a subclass of ``kind``.
+
+        ``kind`` is the base class the adapter will use the result as (``object`` for
+        any class); ``trusted`` lists module prefixes the adapter vouches for, for
+        classes of this ``kind`` only; ``what`` names the document field in errors.
+        Raises :class:`~strategy_manager.core.errors.ClassRefused` in one line.
+        See :mod:`strategy_manager.core.classloader` for the rules.
+        """
+        try:
+            return self.classes.load(dotted, kind, trusted, what)
+        except ClassRefused as exc:
+            raise ClassRefused(f"{self.spec.id}: {exc}") from None
 
     def spawn(self, target: Callable[[], Any], name: str = "run") -> threading.Thread:
         """Run ``target`` on a new daemon thread the core watches and joins on stop.

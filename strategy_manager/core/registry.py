@@ -47,8 +47,6 @@ class EnginePlugin:
     description: str = ""
     capabilities: list[str] = field(factory=list)
     hooks: list[str] = field(factory=list)
-    #: Module prefixes the plugin vouches for as ``engine_class`` sources.
-    class_prefixes: list[str] = field(factory=list)
     plugin: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -224,7 +222,6 @@ class EngineRegistry:
         entry.version = info.get("version")
         entry.description = str(info.get("description", ""))
         entry.capabilities = list(capabilities)
-        entry.class_prefixes = [str(p) for p in info.get("class_prefixes", [])]
         return problems
 
     # -- queries --------------------------------------------------------------

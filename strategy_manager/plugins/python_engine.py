@@ -44,9 +44,11 @@ def qsm_engine_info() -> dict[str, Any]:
 def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> _Engine:
     if not spec.engine_class:
         raise HookError(f"{spec.id}: engine 'python' needs an engine_class")
-    cls = context.load_class(spec.engine_class)
-    if not isinstance(cls, type):
-        raise HookError(f"{spec.id}: engine_class {spec.engine_class!r} is not a class")
+    return make_engine(spec, context.load_class(spec.engine_class, kind=object))
+
+
+def make_engine(spec: StrategySpec, cls: type) -> _Engine:
+    """Construct the user class ``cls`` (already loaded and checked) for ``spec``."""
     make: Any = cls  # user classes take their own constructor arguments
     if issubclass(cls, StrategyWorker):
         return _Engine(make(spec.symbol, spec.strategy_key, dict(spec.params), spec=spec), True)

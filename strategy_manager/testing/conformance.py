@@ -56,11 +56,10 @@ class EngineConformance:
 
     def context(self, tmp_path: Path, hooks: EngineHooks, spec: StrategySpec) -> EngineContext:
         settings = self.settings(tmp_path)
-        classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
         return EngineContext(
             spec=spec,
             data_dir=tmp_path / "engine",
-            classes=classes.with_prefixes(hooks.entry.class_prefixes),
+            classes=ClassLoader(settings.import_paths, settings.engine_class_allow),
             options=dict(settings.engine_options.get(self.engine, {})),
         )
 

@@ -29,10 +29,11 @@ class HookDriver:
     Snapshots go through :func:`json_roundtrip` both ways, as through a store.
     """
 
-    def __init__(self, plugin: ModuleType, data_dir: Path, class_prefixes: Iterable[str] = ()) -> None:
+    def __init__(self, plugin: ModuleType, data_dir: Path, class_allow: Iterable[str] = ()) -> None:
         self.plugin = plugin
         self.data_dir = data_dir
-        self.classes = ClassLoader((), list(class_prefixes))
+        #: The operator's rules: ``class_allow`` plays ``engine_class_allow``.
+        self.classes = ClassLoader((), list(class_allow))
         self.engines: list[tuple[Any, EngineContext]] = []
 
     def context(self, spec: StrategySpec, **options: Any) -> EngineContext:

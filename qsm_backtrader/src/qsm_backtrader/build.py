@@ -16,6 +16,12 @@ from strategy_manager.core.errors import InvalidStrategy
 _AT = "params.backtrader"
 _REFUSED_CEREBRO = ("cheat_on_open", "optdatas", "optreturn", "maxcpus")
 
+#: Modules the adapter vouches for, each for classes of one kind only (a document
+#: may name these without configuration; anything else needs the operator's
+#: import_paths or engine_class_allow).
+STRATEGY_MODULES = ("backtrader.strategies", "qsm_backtrader.examples")
+SIZER_MODULES = ("backtrader.sizers",)
+
 
 def check_names(given: dict[str, Any], known: Any, where: str, sid: str) -> None:
     """Refuse names ``where`` does not know, listing those it does."""
@@ -26,12 +32,7 @@ def check_names(given: dict[str, Any], known: Any, where: str, sid: str) -> None
 
 
 def strategy_class(spec_class: str, context: EngineContext) -> Any:
-    cls = context.load_class(spec_class)
-    if not (isinstance(cls, type) and issubclass(cls, bt.Strategy)):
-        raise InvalidStrategy(
-            f"{context.strategy_id}: engine_class {spec_class!r} is not a backtrader.Strategy subclass"
-        )
-    return cls
+    return context.load_class(spec_class, kind=bt.Strategy, trusted=STRATEGY_MODULES)
 
 
 def build_cerebro(
@@ -58,9 +59,9 @@ def build_cerebro(
         except TypeError as exc:
             raise InvalidStrategy(f"{sid}: {_AT}.commission: {exc}") from None
     if settings.sizer is not None:
-        sizer = context.load_class(settings.sizer.factory)
-        if not (isinstance(sizer, type) and issubclass(sizer, bt.Sizer)):
-            raise InvalidStrategy(f"{sid}: sizer {settings.sizer.factory!r} is not a backtrader.Sizer")
+        sizer = context.load_class(
+            settings.sizer.factory, kind=bt.Sizer, trusted=SIZER_MODULES, what=f"{_AT}.sizer.factory"
+        )
         known = cast(Any, sizer).params._getkeys()
         check_names(settings.sizer.kwargs, known, f"{_AT}.sizer.kwargs for {sizer.__name__}", sid)
         cerebro.addsizer(sizer, **settings.sizer.kwargs)

@@ -6,8 +6,11 @@
   unless ``reader.dtformat`` says otherwise.
 * ``parquet``: read with pandas (needs ``pyarrow`` or ``fastparquet``), replayed
   through backtrader's ``PandasData``; a ``datetime``/``date`` column becomes the index.
-* ``factory``: ``package.module:callable`` (resolved under the allow-list) called
-  with ``kwargs``; it returns any backtrader data feed, live ones included.
+* ``factory``: ``package.module:FeedClass``, a backtrader data feed class (live ones
+  included) constructed with ``kwargs``. It is resolved under the core's class rules
+  and must be a subclass of ``bt.feed.AbstractDataBase`` defined in an admitted
+  module, checked before it is constructed; nothing else named by a document is
+  ever called.
 
 Relative paths are resolved against the engine option ``data_root`` if set, else
 the working directory.
@@ -36,27 +39,29 @@ TIMEFRAMES = {
     "years": bt.TimeFrame.Years,
 }
 _CSV_COLUMNS = ("open", "high", "low", "close", "volume", "openinterest")
+#: Modules whose feed classes a document may name without configuration.
+FEED_MODULES = ("backtrader.feeds", "qsm_backtrader.livefeed", "qsm_backtrader.examples")
+
+
+def feed_class(dotted: str, context: EngineContext) -> Any:
+    """The feed class ``params.backtrader.feed.factory`` names, checked before it is called."""
+    return context.load_class(
+        dotted, kind=bt.feed.AbstractDataBase, trusted=FEED_MODULES, what="params.backtrader.feed.factory"
+    )
 _REQUIRED = ("open", "high", "low", "close")
 
 
 def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
     sid = context.strategy_id
     if settings.factory:
-        make = context.load_class(settings.factory)
-        if not callable(make):
-            raise InvalidStrategy(f"{sid}: feed factory {settings.factory!r} is not callable")
+        cls = feed_class(settings.factory, context)
         try:
-            feed = make(**settings.kwargs)
+            return cls(**settings.kwargs)
         except Exception as exc:
+            reason = " ".join(str(exc).split())[:200]
             raise EngineError(
-                f"{sid}: feed factory {settings.factory!r} raised {type(exc).__name__}: {exc}"
+                f"{sid}: feed factory {settings.factory!r} raised {type(exc).__name__}: {reason}"
             ) from exc
-        if not isinstance(feed, bt.feed.AbstractDataBase):
-            raise EngineError(
-                f"{sid}: feed factory {settings.factory!r} returned a {type(feed).__name__}, "
-                "expected a backtrader data feed"
-            )
-        return feed
     common = {"timeframe": TIMEFRAMES[settings.timeframe], "compression": settings.compression}
     if settings.csv:
         path = _resolve(settings.csv, context)

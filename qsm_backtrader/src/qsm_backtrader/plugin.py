@@ -17,16 +17,6 @@ if TYPE_CHECKING:
     from strategy_manager.core.context import EngineContext
     from strategy_manager.core.spec import StrategySpec
 
-#: Modules whose classes and factories documents may name without configuration.
-CLASS_PREFIXES = [
-    "backtrader.strategies",
-    "backtrader.sizers",
-    "backtrader.feeds",
-    "qsm_backtrader.examples",
-    "qsm_backtrader.livefeed",
-]
-
-
 def _timeout(context: EngineContext, name: str) -> float:
     return float(context.options.get(name, 5.0))
 
@@ -42,7 +32,6 @@ def qsm_engine_info() -> dict[str, Any]:
         "version": engine_version,
         "capabilities": ["snapshot", "restore"],
         "description": "backtrader strategies on a replay or live feed, resumable bar for bar",
-        "class_prefixes": CLASS_PREFIXES,
     }
 
 

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from strategy_manager.core.context import EngineContext
     from strategy_manager.core.spec import StrategySpec
 
-#: Modules whose classes documents may name without configuration.
-CLASS_PREFIXES = ["vnpy_ctastrategy.strategies", "qsm_vnpy.examples"]
+#: Modules whose CtaTemplate subclasses documents may name without configuration.
+CTA_MODULES = ("vnpy_ctastrategy.strategies", "qsm_vnpy.examples")
+#: Modules whose user engines (any class) documents may name without configuration.
+ENGINE_MODULES = ("qsm_vnpy.examples.breakout_engine",)
 
 
 def _version(distribution: str) -> str:
@@ -52,7 +54,6 @@ def qsm_engine_info() -> dict[str, Any]:
         "version": _version("vnpy"),
         "capabilities": ["snapshot", "restore", "cta", "user-engine", "replay-gateway", "resume-check"],
         "description": "vnpy CTA strategies on any vnpy gateway, or a user's own real-time engine",
-        "class_prefixes": CLASS_PREFIXES,
     }
 
 
@@ -67,17 +68,17 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
         )
     options = context.options
     home.prepare(context.data_dir.parent, dict(options.get("settings", {})))
-    cls: Any = context.load_class(spec.engine_class)
+    cls = engine_class(spec.engine_class, context)
 
     from vnpy_ctastrategy.template import CtaTemplate
 
-    if not (isinstance(cls, type) and issubclass(cls, CtaTemplate)):
+    if not issubclass(cls, CtaTemplate):
         from strategy_manager.plugins import python_engine
 
-        return python_engine.qsm_create_engine(spec=spec, context=context)
+        return python_engine.make_engine(spec, cls)
 
     from qsm_vnpy.cta import CtaRunner
-    from qsm_vnpy.gateways import gateway_class
+    from qsm_vnpy.gateways import gateway_class, gateway_setting
     from qsm_vnpy.settings import split_params
     from qsm_vnpy.symbols import to_vt_symbol
 
@@ -91,10 +92,22 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
         )
     vt_symbol = settings.vt_symbol or to_vt_symbol(spec.symbol, options.get("exchange_map"), spec.id)
     gateway = gateway_class(settings.gateway.name, settings.gateway.cls, context)
-    secrets = dict(options.get("gateways", {}).get(settings.gateway.name, {}))
-    return CtaRunner(
-        context, settings, cls, params, vt_symbol, gateway, {**secrets, **settings.gateway.setting}
-    )
+    setting = gateway_setting(settings.gateway, gateway, context)
+    return CtaRunner(context, settings, cls, params, vt_symbol, gateway, setting)
+
+
+def engine_class(dotted: str, context: EngineContext) -> type:
+    """The class ``engine_class`` names: a user engine (any class) from the operator's
+    modules or :data:`ENGINE_MODULES`, else a ``CtaTemplate`` subclass, which the
+    adapter also accepts from :data:`CTA_MODULES`."""
+    from vnpy_ctastrategy.template import CtaTemplate
+
+    from strategy_manager.core.classloader import split_dotted
+
+    module, _ = split_dotted(dotted)
+    if context.classes.admitted_by(module, ENGINE_MODULES) is not None:
+        return context.load_class(dotted, kind=object, trusted=ENGINE_MODULES)
+    return context.load_class(dotted, kind=CtaTemplate, trusted=CTA_MODULES)
 
 
 @hookimpl
