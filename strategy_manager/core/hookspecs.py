@@ -13,9 +13,17 @@ strategy. Rules that hold for every hook:
   core never calls two hooks of one engine at the same time. Different strategies'
   engines are driven concurrently.
 * ``context`` is the strategy's :class:`~strategy_manager.core.context.EngineContext`:
-  its spec, a private data directory, a logger, the clock, ``load_class`` for the
-  document's ``engine_class``, ``spawn`` for engines that need a thread, and
+  its spec, a private data directory, a logger, the clock, ``options`` (the
+  engine's section of the ``engine_options`` setting), ``load_class`` for every
+  class a document names, ``spawn`` for engines that need a thread, and
   ``lease_valid()``, the fence every order must pass (see below).
+* A document is data, never code. Every class a document names (``engine_class``,
+  a feed, a gateway ...) is loaded with ``context.load_class(dotted, kind=Base,
+  trusted=(...))``, which admits only classes defined in the operator's modules or
+  in modules the adapter vouches for at that call, of the kind the adapter then
+  uses them as; an adapter calls nothing else a document names. Settings that
+  carry credentials or connections come from ``context.options`` and win over
+  anything in the document.
 * Fencing: before sending any order, an engine calls ``context.lease_valid()`` and
   sends nothing when it is False. The core stops a strategy whose lease it can no
   longer prove, but a stop takes time; the fence takes effect at once.
@@ -59,6 +67,11 @@ def qsm_engine_info() -> dict[str, Any]:  # type: ignore[empty-body]
       ``qsm_snapshot_engine``) and ``"restore"`` (implements ``qsm_restore_engine``),
       plus free-form extras.
     * ``description`` (str): one line for listings.
+    * ``secret_options`` (list of key paths): places in the engine's section of the
+      ``engine_options`` setting that hold secrets, e.g. ``[["settings",
+      "datafeed.password"]]``; a path covers everything below it and ``"*"`` matches
+      any key. They are masked wherever settings or text are shown, besides
+      ``gateways`` (always masked) and any URI's credentials.
 
     Raising marks the plugin broken; every other engine keeps working.
     """
@@ -72,8 +85,9 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
     document change, after a crash. Nothing trades yet.
 
     Arguments: ``spec`` is the validated strategy document (``spec.params``,
-    ``spec.engine_class`` ...); use ``context.load_class(spec.engine_class)`` to
-    import user code, which enforces the configured import paths and allow-list.
+    ``spec.engine_class`` ...); use ``context.load_class(spec.engine_class,
+    kind=...)`` to import user code, which enforces the configured import paths and
+    allow-list and checks the class's kind before it is used.
 
     Returns the engine object, opaque to the core and passed back to every other
     hook. Must not return None.

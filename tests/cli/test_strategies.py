@@ -347,6 +347,6 @@ def test_an_unreachable_mongodb_is_a_one_line_error():
     )
     assert result.exit_code == 2
     assert result.stderr.startswith(
-        "error: MongoDB mongodb://u:***@127.0.0.1:1/ database finance: no server answered within 200 ms"
+        "error: MongoDB mongodb://***@127.0.0.1:1/ database finance: no server answered within 200 ms"
     )
     assert result.stderr.count("\n") == 1 and "pw" not in result.stderr.replace("***", "")

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 CTA_MODULES = ("vnpy_ctastrategy.strategies", "qsm_vnpy.examples")
 #: Modules whose user engines (any class) documents may name without configuration.
 ENGINE_MODULES = ("qsm_vnpy.examples.breakout_engine",)
+#: Places in ``engine_options.vnpy`` that hold secrets, masked wherever settings are
+#: shown (every value under ``gateways`` is masked by the core in any case).
+SECRET_OPTIONS = [
+    ["gateways"],
+    ["settings", "datafeed.username"],
+    ["settings", "datafeed.password"],
+    ["settings", "database.user"],
+    ["settings", "database.password"],
+]
 
 
 def _version(distribution: str) -> str:
@@ -54,6 +63,7 @@ def qsm_engine_info() -> dict[str, Any]:
         "version": _version("vnpy"),
         "capabilities": ["snapshot", "restore", "cta", "user-engine", "replay-gateway", "resume-check"],
         "description": "vnpy CTA strategies on any vnpy gateway, or a user's own real-time engine",
+        "secret_options": SECRET_OPTIONS,
     }
 
 
