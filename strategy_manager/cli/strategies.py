@@ -27,6 +27,8 @@ def _json_option(text: str | None, what: str) -> Any:
         return transfer.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: column {exc.colno}: {exc.msg}", param_hint=what) from None
+    except RecursionError:
+        raise click.BadParameter(transfer.TOO_DEEP, param_hint=what) from None
     except (ValueError, TypeError, KeyError) as exc:
         raise click.BadParameter(str(exc), param_hint=what) from None
 

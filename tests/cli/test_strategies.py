@@ -124,6 +124,45 @@ def test_a_broken_json_array_is_one_error_naming_file_and_position(tmp_path, sto
     assert store.list_strategies() == []
 
 
+def _deep(levels: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * levels + close * levels
+
+
+@pytest.mark.parametrize("levels", [40, 5_000, 100_000])
+def test_a_deeply_nested_document_is_refused_and_its_neighbours_go_in(tmp_path, store, levels):
+    """Deep nesting used to end the import in a RecursionError traceback, losing every document."""
+    before = json.dumps({**DOC, "strategy_key": "before"})
+    deep = json.dumps({**DOC, "strategy_key": "deep", "params": {"x": "HOLE"}}).replace('"HOLE"', _deep(levels))
+    braces = json.dumps({**DOC, "strategy_key": "braces", "params": {"x": "HOLE"}}).replace(
+        '"HOLE"', '{"a": ' * levels + "1" + "}" * levels
+    )
+    after = json.dumps({**DOC, "strategy_key": "after", "params": {"text": "[{ not structure }]"}})
+    array = tmp_path / "s.json"
+    array.write_text(f"[{before},\n{deep},\n{braces},\n{after}]")
+    lines = write_lines(tmp_path / "s.jsonl", before, deep, braces, after)
+    for path, where in ((array, "item"), (lines, "line")):
+        result = invoke("strategies", "import", str(path))
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        out = result.stdout.splitlines()
+        assert out[1].startswith(f"{where} 2: invalid: ") and "nested deeper than 32 levels" in out[1], out
+        assert out[2].startswith(f"{where} 3: invalid: ") and "nested deeper than 32 levels" in out[2]
+        assert out[-1].endswith("2 invalid"), out
+        assert {d["strategy_key"] for d in store.list_strategies()} == {"before", "after"}
+
+
+def test_a_deeply_nested_params_option_is_one_line(store):
+    store.upsert_strategy(DOC)
+    for args in (
+        ["edit", "u1:600000.SH:ma", "--params", '{"x": ' + _deep(100_000) + "}"],
+        ["add", "--symbol", "S", "--strategy-key", "k", "--engine", "demo", "--params", _deep(100_000, "{\"a\":", "}")],
+    ):
+        result = invoke("strategies", *args)
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for --params: nested deeper than 32 levels (the limit)" in result.stderr
+        assert "Traceback" not in result.output
+
+
 def test_export_then_import_into_an_empty_store_is_lossless(tmp_path, store, monkeypatch):
     odd = {
         **DOC,
