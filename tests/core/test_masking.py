@@ -9,8 +9,8 @@ import pytest
 
 from strategy_manager.core.masking import (
     MASK,
-    Redactor,
     RedactingFilter,
+    Redactor,
     mask_uri,
     masked_options,
     settings_view,
