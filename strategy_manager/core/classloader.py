@@ -147,6 +147,14 @@ class ClassLoader:
                 return prefix
         return self._folder_of(module_name)
 
+    def admits(self, dotted: str, trusted: Iterable[str] = ()) -> bool:
+        """Whether ``dotted`` is well formed and its module admitted; imports nothing."""
+        try:
+            module, _ = split_dotted(dotted)
+        except ClassRefused:
+            return False
+        return self.admitted_by(module, trusted) is not None
+
     def check(self, dotted: str, trusted: Iterable[str] = (), what: str = "engine_class") -> tuple[str, str]:
         """Raise ClassRefused unless ``dotted``'s module may be imported; return (module, attr)."""
         module, attr = split_dotted(dotted, what)

@@ -6,6 +6,9 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.errors import ClassRefused
@@ -203,3 +206,56 @@ def test_a_module_already_imported_from_elsewhere_is_not_admitted_by_a_same_name
     (tmp_path / "json.py").write_text("class JSONDecoder:\n    pass\n")
     with pytest.raises(ClassRefused, match="neither inside the import paths"):
         ClassLoader([str(tmp_path)], []).load("json.JSONDecoder", kind=object)
+
+
+# -- whatever a document names, only admitted classes of the expected kind load -------------
+@pytest.fixture(scope="module")
+def hostile_paths(tmp_path_factory):
+    """An import path with a user module that imports dangerous things, a shadowing
+    folder, and outside it a module that would leave a marker if it were ever imported."""
+    root = tmp_path_factory.mktemp("hostile_names")
+    imports, outside = root / "imports", root / "outside"
+    (imports / "qsm_prop_user").mkdir(parents=True)
+    (imports / "qsm_prop_evil").mkdir()  # a namespace folder shadowing the outside module
+    outside.mkdir()
+    marker = root / "marker"
+    (imports / "qsm_prop_user" / "__init__.py").write_text("")
+    (imports / "qsm_prop_user" / "mod.py").write_text(
+        "import os, subprocess\nfrom subprocess import Popen\nfrom json import JSONDecoder\n"
+        "class Own(JSONDecoder):\n    pass\n"
+    )
+    (outside / "qsm_prop_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Evil:\n    pass\n")
+    sys.path.append(str(outside))
+    yield imports, marker
+    sys.path.remove(str(outside))
+
+
+NAMES_MODULES = ["os", "subprocess", "builtins", "json", "json.decoder", "wave", "qsm_prop_evil",
+                 "qsm_prop_user", "qsm_prop_user.mod", "importlib"]  # fmt: skip
+NAMES_ATTRS = ["system", "Popen", "os", "subprocess", "JSONDecoder", "Own", "Evil", "open", "__class__",
+               "import_module", "decoder", "loads"]  # fmt: skip
+
+
+@given(
+    module=st.sampled_from(NAMES_MODULES),
+    walk=st.lists(st.sampled_from(NAMES_ATTRS), max_size=2),
+    attr=st.sampled_from(NAMES_ATTRS),
+    sep=st.sampled_from([".", ":"]),
+    kind=st.sampled_from([object, json.JSONDecoder, subprocess.Popen]),
+)
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_whatever_a_name_says_only_an_admitted_class_of_the_kind_loads(
+    hostile_paths, module, walk, attr, sep, kind
+):
+    imports, marker = hostile_paths
+    dotted = module + sep + ".".join([*walk, attr])
+    loader = ClassLoader([str(imports)], ["json"])
+    try:
+        loaded = loader.load(dotted, kind=kind)
+    except ClassRefused as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(loaded, type) and issubclass(loaded, kind)
+        assert loaded.__module__.split(".")[0] in ("json", "qsm_prop_user"), (dotted, loaded)
+    assert not marker.exists()
+    assert "qsm_prop_evil" not in sys.modules and "wave" not in sys.modules

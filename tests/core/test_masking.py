@@ -23,7 +23,10 @@ from strategy_manager.core.settings import Settings
     ("uri", "shown"),
     [
         ("mongodb://localhost:27017", "mongodb://localhost:27017"),
-        ("mongodb://h1:1,h2:2/live?replicaSet=rs0&tls=true", "mongodb://h1:1,h2:2/live?replicaSet=rs0&tls=true"),
+        (
+            "mongodb://h1:1,h2:2/live?replicaSet=rs0&tls=true",
+            "mongodb://h1:1,h2:2/live?replicaSet=rs0&tls=true",
+        ),
         ("mongodb://trader:hunter2@db:27017/?authSource=admin", "mongodb://***@db:27017/?authSource=admin"),
         ("mongodb://AKIAKEYID@db/", "mongodb://***@db/"),
         (

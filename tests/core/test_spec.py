@@ -34,5 +34,7 @@ def test_identifiers_must_be_printable_and_short(field, value):
 
 
 def test_printable_text_in_any_script_is_accepted():
-    spec = parse_strategy({**DOC, "user_id": "交易员一号", "strategy_key": "hidden dragon", "symbol": "x" * MAX_NAME})
+    spec = parse_strategy(
+        {**DOC, "user_id": "交易员一号", "strategy_key": "hidden dragon", "symbol": "x" * MAX_NAME}
+    )
     assert spec.id == f"交易员一号:{'x' * MAX_NAME}:hidden dragon"

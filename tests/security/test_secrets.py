@@ -98,12 +98,13 @@ def gateway_run(tmp_path_factory) -> dict[str, str]:
     env = {"QSM_CONFIG_DIR": str(config), "QSM_DATA_DIR": str(root / "data"), "HOME": str(root)}
     results = [run_cli("strategies", "import", str(root / "doc.json"), env=env)]
     assert results[0].returncode == 0, results[0].stderr
+    log = root / "run.log"  # a file, not a pipe: a full pipe would stall the run
+    sink = log.open("w")
     run = subprocess.Popen(
         [sys.executable, "-m", "strategy_manager.cli", "--debug", "run"],
         env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=sink,
+        stderr=sink,
     )
     try:
 
@@ -115,9 +116,10 @@ def gateway_run(tmp_path_factory) -> dict[str, str]:
         wait_for(failed, 180, "the echoing gateway's strategy to be FAILED")
     finally:
         run.send_signal(signal.SIGINT)
-        stdout, stderr = run.communicate(timeout=60)
+        run.wait(timeout=60)
+        sink.close()
     views = {
-        "run": stdout + stderr,
+        "run": log.read_text(),
         "status": _outputs(run_cli("status", env=env)),
         "status --json": _outputs(run_cli("status", "--json", env=env)),
         "--debug status": _outputs(run_cli("--debug", "status", env=env)),
@@ -150,7 +152,10 @@ def test_no_view_shows_a_gateway_secret(gateway_run, key):
 
 # -- MongoDB URIs -----------------------------------------------------------------------
 URI_FORMS = {
-    "userinfo": ("mongodb://trader:Uinfo-Pass-4410@{host}/?directConnection=true", ["Uinfo-Pass-4410", "trader"]),
+    "userinfo": (
+        "mongodb://trader:Uinfo-Pass-4410@{host}/?directConnection=true",
+        ["Uinfo-Pass-4410", "trader"],
+    ),
     "tlsCertificateKeyFilePassword": (
         "mongodb://{host}/?directConnection=true&tlsCertificateKeyFilePassword=KeyFile-Pass-7781",
         ["KeyFile-Pass-7781"],
@@ -194,7 +199,9 @@ def test_no_output_shows_a_mongodb_credential(mongoeco_uri, form):  # noqa: F811
 def test_a_malformed_dotenv_json_value_is_not_echoed(tmp_path):
     config = tmp_path / "config"
     config.mkdir()
-    (config / ".env").write_text('QSM_ENGINE_OPTIONS={"vnpy": {"gateways": {"CTP": {"密码": "dotenv-Pass-1"}}}\n')
+    (config / ".env").write_text(
+        'QSM_ENGINE_OPTIONS={"vnpy": {"gateways": {"CTP": {"密码": "dotenv-Pass-1"}}}\n'
+    )
     for command in (["config"], ["--debug", "config", "--show"], ["status"]):
         result = run_cli(*command, env={"QSM_CONFIG_DIR": str(config)})
         assert result.returncode == 2, result.stderr

@@ -38,7 +38,10 @@ KNOWN: dict[str, str] = {
 }
 
 
-def gateway_class(name: str, dotted: str | None, context: EngineContext) -> Any:
+def gateway_class(name: str, dotted: str | None, context: EngineContext, load: bool = True) -> Any:
+    """The gateway class: ``dotted`` loaded as a ``BaseGateway``, or the known gateway
+    ``name`` imported from its package; with ``load`` False a known name is only
+    checked, and None returned."""
     sid = context.strategy_id
     if dotted:
         from vnpy.trader.gateway import BaseGateway
@@ -50,6 +53,8 @@ def gateway_class(name: str, dotted: str | None, context: EngineContext) -> Any:
             f"{sid}: gateway {name!r} is not one of {', '.join(sorted(KNOWN))}; "
             "name its class in params.vnpy.gateway.class"
         )
+    if not load:
+        return None
     module_name, _, attr = ref.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -61,10 +66,15 @@ def gateway_class(name: str, dotted: str | None, context: EngineContext) -> Any:
 
 
 def document_keys(name: str, cls: Any, options: Mapping[str, Any]) -> set[str]:
-    """The setting keys a document may give gateway ``name``."""
-    from qsm_vnpy.replay import ReplayGateway
+    """The setting keys a document may give gateway ``name`` (of class ``cls``, or a
+    known gateway when None)."""
+    if cls is None:
+        replay = name == "REPLAY"
+    else:
+        from qsm_vnpy.replay import ReplayGateway
 
-    keys = {f.name for f in attrs.fields(ReplaySettings)} if issubclass(cls, ReplayGateway) else set()
+        replay = issubclass(cls, ReplayGateway)
+    keys = {f.name for f in attrs.fields(ReplaySettings)} if replay else set()
     listed = options.get("document_keys", {})
     extra = listed.get(name, []) if isinstance(listed, Mapping) else []
     return keys | {str(k) for k in extra} if isinstance(extra, list | tuple) else keys
@@ -72,7 +82,8 @@ def document_keys(name: str, cls: Any, options: Mapping[str, Any]) -> set[str]:
 
 def gateway_setting(gateway: GatewaySettings, cls: Any, context: EngineContext) -> dict[str, Any]:
     """What ``MainEngine.connect`` gets: the document's safe keys under the operator's
-    ``engine_options.vnpy.gateways.<NAME>``, which win."""
+    ``engine_options.vnpy.gateways.<NAME>``, which win. ``cls`` is the class a
+    document names, None for a known gateway."""
     options = context.options
     allowed = document_keys(gateway.name, cls, options)
     refused = sorted(set(gateway.setting) - allowed)

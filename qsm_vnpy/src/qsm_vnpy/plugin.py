@@ -101,8 +101,9 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
             f"(it has {', '.join(parameters) or 'none'})"
         )
     vt_symbol = settings.vt_symbol or to_vt_symbol(spec.symbol, options.get("exchange_map"), spec.id)
-    gateway = gateway_class(settings.gateway.name, settings.gateway.cls, context)
-    setting = gateway_setting(settings.gateway, gateway, context)
+    named = gateway_class(settings.gateway.name, settings.gateway.cls, context, load=False)
+    setting = gateway_setting(settings.gateway, named, context)  # before a known gateway's import
+    gateway = named or gateway_class(settings.gateway.name, None, context)
     return CtaRunner(context, settings, cls, params, vt_symbol, gateway, setting)
 
 
@@ -112,10 +113,7 @@ def engine_class(dotted: str, context: EngineContext) -> type:
     adapter also accepts from :data:`CTA_MODULES`."""
     from vnpy_ctastrategy.template import CtaTemplate
 
-    from strategy_manager.core.classloader import split_dotted
-
-    module, _ = split_dotted(dotted)
-    if context.classes.admitted_by(module, ENGINE_MODULES) is not None:
+    if context.classes.admits(dotted, ENGINE_MODULES):
         return context.load_class(dotted, kind=object, trusted=ENGINE_MODULES)
     return context.load_class(dotted, kind=CtaTemplate, trusted=CTA_MODULES)
 
