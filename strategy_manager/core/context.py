@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import define, field
 
@@ -15,6 +15,9 @@ from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.errors import ClassRefused
 from strategy_manager.core.spec import StrategySpec
+
+if TYPE_CHECKING:
+    from strategy_manager.core.settings import Settings
 
 log = logging.getLogger("strategy_manager.engine")
 
@@ -53,6 +56,24 @@ class EngineContext:
     threads: list[threading.Thread] = field(factory=list)
     #: The fence: True while this process holds the strategy's lease (set by the core).
     fence: Callable[[], bool] = field(default=lambda: True)
+
+    @classmethod
+    def for_spec(
+        cls,
+        settings: Settings,
+        spec: StrategySpec,
+        classes: ClassLoader | None = None,
+        clock: Clock | None = None,
+    ) -> EngineContext:
+        """The context the core gives ``spec``'s engine: its private folder under the
+        data directory, the operator's class rules and the engine's options."""
+        return cls(
+            spec=spec,
+            data_dir=Path(settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id),
+            classes=classes or ClassLoader(settings.import_paths, settings.engine_class_allow),
+            clock=clock or SystemClock(),
+            options=dict(settings.engine_options.get(spec.engine, {})),
+        )
 
     def __attrs_post_init__(self) -> None:
         self.logger = StrategyLogger(

@@ -7,7 +7,8 @@ below with ``@hookimpl``; it may leave out ``qsm_restore_engine`` and
 ``qsm_snapshot_engine`` if it keeps no state, and must implement the other four.
 
 The core drives one *engine* (the object ``qsm_create_engine`` returns) per
-strategy. Rules that hold for every hook:
+strategy. ``qsm_validate_engine`` is optional too, and recommended: it lets a bad
+document be refused before it is stored or started. Rules that hold for every hook:
 
 * Hooks are called from a core thread, never from the engine's own threads, and the
   core never calls two hooks of one engine at the same time. Different strategies'
@@ -74,6 +75,42 @@ def qsm_engine_info() -> dict[str, Any]:  # type: ignore[empty-body]
       ``gateways`` (always masked) and any URI's credentials.
 
     Raising marks the plugin broken; every other engine keeps working.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    """Check that ``spec`` can run on this engine, without starting anything.
+
+    When: before a document is stored by ``strategies add``, ``edit`` and
+    ``import``, and when the orchestrator sees a new or changed document, before it
+    creates a worker (see :func:`strategy_manager.core.validation.validate_document`).
+    It is called on any thread (the command line's, the orchestrator's control loop
+    or one of its hook threads), possibly for several strategies at once and while
+    other strategies' engines run; it is never called on a created engine. Keep it
+    to checks: no connection, no thread, no order, no shared state changed. Import
+    the engine library only if a check needs it (to check a class's kind, say),
+    preparing it as create would (qsm_vnpy points vnpy at its folder first).
+
+    Arguments: ``spec`` is the parsed document; ``context`` is a fresh context for
+    it (``context.load_class`` and ``context.options`` as in create; its data
+    directory may not exist yet).
+
+    Check what a retry could never fix: ``engine_class`` present, admitted and of
+    the right kind (load it with ``context.load_class(dotted, kind=...)``); params
+    accepted by it, their names and, where the engine can tell, their types
+    (:func:`strategy_manager.core.validation.check_params` helps); the adapter's
+    own settings section. Leave what may change by the time the strategy starts (a
+    file to replay, a server to reach) to ``qsm_create_engine`` and
+    ``qsm_start_engine``.
+
+    Returns None. Raising a :class:`~strategy_manager.core.errors.QsmError`
+    (``InvalidStrategy``, ``ClassRefused`` ...) with one line naming the strategy
+    and the field means the document cannot run as written: the command line
+    refuses it (exit status 2; ``--force`` stores it anyway) and the orchestrator
+    reports it as BLOCKED with the message, without retries, until the document
+    changes. Any other exception is treated the same, reported with its type, as a
+    bug in the plugin.
     """
 
 

@@ -90,6 +90,11 @@ class EngineHooks:
     def has(self, capability: str) -> bool:
         return capability in self.entry.capabilities
 
+    def validate(self, spec: Any, context: Any) -> None:
+        """``qsm_validate_engine`` if the plugin implements it; nothing otherwise."""
+        if "qsm_validate_engine" in self.entry.hooks:
+            self._call("qsm_validate_engine", spec=spec, context=context)
+
     def create(self, spec: Any, context: Any) -> Any:
         return self._call("qsm_create_engine", spec=spec, context=context)
 

@@ -26,7 +26,7 @@ import backtrader as bt
 
 from qsm_backtrader.settings import FeedSettings
 from strategy_manager.core.context import EngineContext
-from strategy_manager.core.errors import EngineError, InvalidStrategy
+from strategy_manager.core.errors import EngineError
 
 TIMEFRAMES = {
     "ticks": bt.TimeFrame.Ticks,
@@ -41,6 +41,11 @@ TIMEFRAMES = {
 _CSV_COLUMNS = ("open", "high", "low", "close", "volume", "openinterest")
 #: Modules whose feed classes a document may name without configuration.
 FEED_MODULES = ("backtrader.feeds", "qsm_backtrader.livefeed", "qsm_backtrader.examples")
+
+
+def reader_class(settings: FeedSettings) -> Any:
+    """The backtrader feed class that reads a ``csv`` or ``parquet`` feed."""
+    return bt.feeds.GenericCSVData if settings.csv else bt.feeds.PandasData
 
 
 def feed_class(dotted: str, context: EngineContext) -> Any:
@@ -67,7 +72,7 @@ def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
         path = _resolve(settings.csv, context)
         columns = _csv_columns(path, sid)
         params = {"dataname": str(path), "dtformat": datetime.fromisoformat, **columns, **common}
-        return _make(bt.feeds.GenericCSVData, params, settings.reader, sid)
+        return bt.feeds.GenericCSVData(**{**params, **settings.reader})
     path = _resolve(settings.parquet or "", context)
     try:
         import pandas as pd
@@ -83,7 +88,7 @@ def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
         if name in frame.columns:
             frame = frame.set_index(name)
             break
-    return _make(bt.feeds.PandasData, {"dataname": frame, **common}, settings.reader, sid)
+    return bt.feeds.PandasData(**{"dataname": frame, **common, **settings.reader})
 
 
 def _resolve(name: str, context: EngineContext) -> Path:
@@ -108,14 +113,3 @@ def _csv_columns(path: Path, sid: str) -> dict[str, int]:
         )
     columns = {n: where.get(n, -1) for n in _CSV_COLUMNS}
     return {"datetime": stamp, "time": where.get("time", -1), **columns}  # type: ignore[dict-item]
-
-
-def _make(cls: Any, params: dict[str, Any], reader: dict[str, Any], sid: str) -> Any:
-    known = set(cls.params._getkeys())
-    unknown = sorted(set(reader) - known)
-    if unknown:
-        raise InvalidStrategy(
-            f"{sid}: params.backtrader.feed.reader for {cls.__name__}: unknown "
-            f"{', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
-        )
-    return cls(**{**params, **reader})

@@ -9,7 +9,6 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from strategy_manager.core.errors import InvalidStrategy
 from strategy_manager.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -36,17 +35,20 @@ def qsm_engine_info() -> dict[str, Any]:
 
 
 @hookimpl
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    from qsm_backtrader.build import plan
+
+    plan(spec, context)
+
+
+@hookimpl
 def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> BacktraderEngine:
-    from qsm_backtrader.build import strategy_class
+    from qsm_backtrader.build import plan
     from qsm_backtrader.engine import BacktraderEngine
-    from qsm_backtrader.settings import split_params
     from qsm_backtrader.state import class_name
 
-    if not spec.engine_class:
-        raise InvalidStrategy(f"{spec.id}: engine 'backtrader' needs an engine_class (a backtrader.Strategy)")
-    settings, params = split_params(spec)
-    cls = strategy_class(spec.engine_class, context)
-    return BacktraderEngine(context, settings, cls, params, class_name(cls))
+    checked = plan(spec, context)
+    return BacktraderEngine(context, checked, class_name(checked.strategy))
 
 
 @hookimpl

@@ -17,6 +17,7 @@ a server of its choosing.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,30 +39,50 @@ KNOWN: dict[str, str] = {
 }
 
 
-def gateway_class(name: str, dotted: str | None, context: EngineContext, load: bool = True) -> Any:
-    """The gateway class: ``dotted`` loaded as a ``BaseGateway``, or the known gateway
-    ``name`` imported from its package; with ``load`` False a known name is only
-    checked, and None returned."""
-    sid = context.strategy_id
-    if dotted:
-        from vnpy.trader.gateway import BaseGateway
-
-        return context.load_class(dotted, kind=BaseGateway, what="params.vnpy.gateway.class")
+def _known(name: str, sid: str) -> str:
     ref = KNOWN.get(name)
     if ref is None:
         raise InvalidStrategy(
             f"{sid}: gateway {name!r} is not one of {', '.join(sorted(KNOWN))}; "
             "name its class in params.vnpy.gateway.class"
         )
-    if not load:
-        return None
-    module_name, _, attr = ref.partition(":")
+    return ref
+
+
+def _missing(name: str, module_name: str, sid: str) -> InvalidStrategy:
+    return InvalidStrategy(
+        f"{sid}: gateway {name!r} needs the package {module_name} (pip install {module_name})"
+    )
+
+
+def named_gateway(name: str, dotted: str | None, context: EngineContext) -> Any:
+    """The gateway class a document names with ``class`` (loaded as a ``BaseGateway``),
+    or None for a known gateway ``name``, which is checked to be known only."""
+    if dotted:
+        from vnpy.trader.gateway import BaseGateway
+
+        return context.load_class(dotted, kind=BaseGateway, what="params.vnpy.gateway.class")
+    _known(name, context.strategy_id)
+    return None
+
+
+def check_installed(name: str, sid: str) -> None:
+    """A known gateway's package is installed (looked for, not imported)."""
+    module_name = _known(name, sid).partition(":")[0]
+    if importlib.util.find_spec(module_name) is None:
+        raise _missing(name, module_name, sid)
+
+
+def gateway_class(name: str, dotted: str | None, context: EngineContext) -> Any:
+    """The gateway class: the one a document names, or the known gateway ``name``
+    imported from its package."""
+    if dotted:
+        return named_gateway(name, dotted, context)
+    module_name, _, attr = _known(name, context.strategy_id).partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError:
-        raise InvalidStrategy(
-            f"{sid}: gateway {name!r} needs the package {module_name} (pip install {module_name})"
-        ) from None
+        raise _missing(name, module_name, context.strategy_id) from None
     return getattr(module, attr)
 
 
