@@ -550,17 +550,26 @@ def test_hostile_documents_imported_through_the_cli_run_nothing(operator, baseli
     data = op.root / "import-data"
     op.write_config(data)
 
-    documents = [*keyed(tricks(op), "T"), *keyed(generated(op.marker), "G"), *canaries(op)]
+    hand_written = keyed(tricks(op), "T")
+    documents = [*hand_written, *keyed(generated(op.marker), "G"), *canaries(op)]
     assert len(documents) >= 250
     path = op.root / "hostile.jsonl"
     path.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in documents) + "\n")
+    # the engines check each document first: every trick is refused, in one line each
     result, audit = op.cli("import", "strategies", "import", str(path))
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == len(documents) + 1, lines[-3:]
     assert all(len(line) < 700 for line in lines)
+    refused = [n for n, line in enumerate(lines[: len(hand_written)], 1) if ": invalid: " not in line]
+    assert refused == [], [lines[n - 1] for n in refused]
     assert_harmless(op, audit, baseline, "strategies import")
+    # stored anyway (--force: what parses), they must still run nothing
+    result, audit = op.cli("import-force", "strategies", "import", "--force", str(path))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert_harmless(op, audit, baseline, "strategies import --force")
     store = open_store(Settings(data_dir=str(data)))
     stored = len(store.list_strategies())
     assert stored >= len(CANARY_STATES)
@@ -625,7 +634,7 @@ def test_hostile_documents_written_into_mongodb_while_run_runs_run_nothing(opera
 
     def write(documents: list[dict[str, Any]]) -> None:
         for doc in documents:  # straight into the collection, as another program would
-            with contextlib.suppress(PyMongoError, BSONError):  # what MongoDB refuses never arrives
+            with contextlib.suppress(PyMongoError, BSONError, OverflowError):  # MongoDB refuses: never arrives
                 collection.insert_one(dict(doc))
         written.append(len(documents))
 

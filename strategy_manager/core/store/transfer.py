@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from attrs import define
 from bson import json_util
 
 from strategy_manager.core.errors import InvalidStrategy, QsmError
-from strategy_manager.core.spec import MAX_DEPTH, parse_strategy
+from strategy_manager.core.spec import MAX_DEPTH, StrategySpec, parse_strategy
 from strategy_manager.core.store.codec import DOCUMENT_JSON
 from strategy_manager.core.store.protocol import Store
 
@@ -149,14 +149,18 @@ def _one(number: int, text: str, depth: int) -> Entry:
         return Entry(where, error=_reason(exc))
 
 
-def import_entries(store: Store, entries: Sequence[Entry]) -> list[Outcome]:
+def import_entries(
+    store: Store, entries: Sequence[Entry], check: Callable[[Any], StrategySpec] | None = None
+) -> list[Outcome]:
+    """Upsert each valid document; ``check`` (by default :func:`parse_strategy`)
+    returns its spec or raises the QsmError that makes it invalid."""
     outcomes = []
     for entry in entries:
         if entry.error is not None:
             outcomes.append(Outcome(entry.where, "invalid", reason=entry.error))
             continue
         try:
-            spec = parse_strategy(entry.document)
+            spec = (check or parse_strategy)(entry.document)
             result = store.upsert_strategy(entry.document)
         except QsmError as exc:
             outcomes.append(Outcome(entry.where, "invalid", reason=str(exc)))
