@@ -101,7 +101,7 @@ _URI = re.compile(
 )
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,30}):")
 _HOST = re.compile(r"(?:[A-Za-z0-9._%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-_PATH = re.compile(r"/[A-Za-z0-9._%-]*")
+_PATH = re.compile(r"(?:/[A-Za-z0-9._%~+-]*)+")
 _OPTION_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _OPTION_VALUE = re.compile(r"[A-Za-z0-9._,:-]*")
 #: Something URI-like inside free text.

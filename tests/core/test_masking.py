@@ -49,6 +49,9 @@ from strategy_manager.core.settings import Settings
         ("mongodb://db/#frag", "mongodb://db/#***"),
         ("mongodb+srv://u:p@cluster0.example.net/db", "mongodb+srv://***@cluster0.example.net/db"),
         ("mongodb://%2Ftmp%2Fmongodb-27017.sock", "mongodb://%2Ftmp%2Fmongodb-27017.sock"),
+        ("https://example.com/docs/a/b.html", "https://example.com/docs/a/b.html"),
+        ("file:///var/lib/qsm/store.sqlite3", "file:///var/lib/qsm/store.sqlite3"),
+        ("https://example.com/a/<b>", "https://example.com/***"),
     ],
 )
 def test_uris_show_hosts_database_and_harmless_options_only(uri, shown):
