@@ -12,7 +12,8 @@ SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 .PHONY: demo test install lint bench soak clean
 
 demo: $(STAMP)
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
+	@# --force: one demo strategy names an engine ('ib') that is not installed, to show BLOCKED
+	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import --force examples/demo-strategies.json
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_backtrader/src/qsm_backtrader/examples/strategies.json
 	$(BIN)/python -m qsm_vnpy.examples.minute_bars qsm_vnpy/examples/bars-002050.csv --days 25 --seed 3
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_vnpy/examples/strategies.json

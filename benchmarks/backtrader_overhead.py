@@ -72,7 +72,7 @@ def adapter(csv: Path, workdir: Path) -> float:
             },
         }
     )
-    context = EngineContext(spec=spec, data_dir=workdir, classes=ClassLoader((), plugin.CLASS_PREFIXES))
+    context = EngineContext(spec=spec, data_dir=workdir, classes=ClassLoader((), ()))
     started = time.perf_counter()
     engine = plugin.qsm_create_engine(spec=spec, context=context)
     plugin.qsm_start_engine(engine=engine, context=context)

@@ -151,7 +151,7 @@ def adapter(csv: Path, workdir: Path, bars: int) -> float:
         }
     )
     context = EngineContext(
-        spec=spec, data_dir=workdir / "dma", classes=ClassLoader((), plugin.CLASS_PREFIXES)
+        spec=spec, data_dir=workdir / "dma", classes=ClassLoader((), ())
     )
     engine = plugin.qsm_create_engine(spec=spec, context=context)
     plugin.qsm_start_engine(engine=engine, context=context)

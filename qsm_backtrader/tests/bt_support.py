@@ -95,7 +95,7 @@ class Driver(HookDriver):
     """The backtrader plugin's hooks, called as the core's worker does, on the fixed price file."""
 
     def __init__(self, tmp_path: Path, csv: Path) -> None:
-        super().__init__(plugin, tmp_path / "engines", [*plugin.CLASS_PREFIXES, "test_bt_oracle", "test_bt_hooks"])
+        super().__init__(plugin, tmp_path / "engines", ["test_bt_oracle", "test_bt_hooks"])
         self.csv = csv
 
     def spec(

@@ -13,7 +13,7 @@ class TestBacktraderEngine(EngineConformance):
             "user_id": "kit", "symbol": "DEMO", "strategy_key": "sma", "engine": "backtrader",
             "engine_class": "backtrader.strategies.SMA_CrossOver",
             "params": {"fast": 5, "slow": 20, "backtrader": {
-                "feed": {"factory": "qsm_backtrader.examples.prices:make_feed",
+                "feed": {"factory": "qsm_backtrader.examples.prices:GeneratedFeed",
                          "kwargs": {"bars": 2000, "seed": 3}, "pace": 500},
             }},
         }

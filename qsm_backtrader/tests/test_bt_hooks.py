@@ -15,7 +15,7 @@ from bt_support import BARS, SEED, assert_same_as_oracle_json
 
 from qsm_backtrader import plugin
 from strategy_manager.core.classloader import ClassLoader
-from strategy_manager.core.errors import ClassRefused, EngineError, InvalidStrategy, SnapshotError
+from strategy_manager.core.errors import ClassRefused, EngineError, InvalidStrategy, QsmError, SnapshotError
 from strategy_manager.core.registry import EngineRegistry
 
 
@@ -28,8 +28,6 @@ def test_engine_info_through_the_registry():
     assert entry.status == "ok", entry.error
     assert entry.version == version("backtrader")
     assert set(entry.capabilities) >= {"snapshot", "restore"}
-    assert "backtrader.strategies" in entry.class_prefixes
-    assert "qsm_backtrader.examples" in entry.class_prefixes
 
 
 def test_importing_the_plugin_does_not_import_backtrader():
@@ -58,13 +56,16 @@ def test_unknown_strategy_parameter_names_the_known_ones(driver):
         ({"commission": {"comision": 0.1}}, r"params.backtrader.commission: .*'comision'"),
         ({"sizer": {"factory": "backtrader.sizers:FixedSize", "kwargs": {"stak": 1}}},
          r"sizer.kwargs for FixedSize: unknown 'stak'; known: stake"),
-        ({"sizer": {"factory": "backtrader.strategies:SMA_CrossOver"}}, r"is not a backtrader.Sizer"),
+        ({"sizer": {"factory": "backtrader.strategies:SMA_CrossOver"}},
+         r"params.backtrader.sizer.factory 'backtrader.strategies:SMA_CrossOver' refused: module"),
+        ({"sizer": {"factory": "test_bt_hooks:Crashing"}},
+         r"'Crashing' is not a subclass of backtrader.sizer.Sizer"),
         ({"feed": {"reader": {"dtfmt": "%Y"}}}, r"feed.reader for GenericCSVData: unknown 'dtfmt'; known: .*dtformat"),
     ],
 )
 def test_bad_adapter_settings_are_refused_with_the_reason(driver, settings, message):
     spec = driver.spec(feed=settings.pop("feed", None), **settings)
-    with pytest.raises(InvalidStrategy, match=message):
+    with pytest.raises(QsmError, match=message):
         create(driver, spec)
 
 
@@ -87,8 +88,8 @@ def _fields(spec: Any) -> dict[str, Any]:
 def test_engine_class_must_be_an_allowed_strategy(driver):
     with pytest.raises(ClassRefused, match=r"'backtrader\.indicators' is neither inside"):
         create(driver, driver.spec("backtrader.indicators.SMA"))
-    with pytest.raises(InvalidStrategy, match=r"is not a backtrader\.Strategy subclass"):
-        create(driver, driver.spec("qsm_backtrader.examples.prices.make_feed"))
+    with pytest.raises(ClassRefused, match=r"'GeneratedFeed' is not a subclass of backtrader\.strategy\.Strategy"):
+        create(driver, driver.spec("qsm_backtrader.examples.prices.GeneratedFeed"))
 
 
 def test_feed_files_that_cannot_be_used_are_named(driver, tmp_path):
@@ -144,16 +145,42 @@ def test_relative_csv_paths_resolve_against_data_root(driver, prices_csv):
 def test_feed_factories_are_checked(driver):
     with pytest.raises(ClassRefused, match="'os' is neither inside"):
         create(driver, driver.spec(feed={"csv": None, "factory": "os:getcwd"}))
-    with pytest.raises(EngineError, match="returned a generator, expected a backtrader data feed"):
+    with pytest.raises(ClassRefused, match="'generate_bars' is a function, not a class"):
         spec = driver.spec(feed={"csv": None, "factory": "qsm_backtrader.examples.prices:generate_bars",
                                  "kwargs": {"count": 3}})
         create(driver, spec)
+    with pytest.raises(ClassRefused, match=r"'Crashing' is not a subclass of backtrader\.feed\.AbstractDataBase"):
+        create(driver, driver.spec(feed={"csv": None, "factory": "test_bt_hooks:Crashing"}))
     with pytest.raises(EngineError, match=r"feed factory 'backtrader.feeds:GenericCSVData' raised TypeError"):
         create(driver, driver.spec(feed={"csv": None, "factory": "backtrader.feeds:GenericCSVData"}))
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        "backtrader.feeds:bt.os.system",  # walking from a vouched module to os.system
+        "backtrader.feeds.vchart:os.system",
+        "backtrader.feeds.vchart.os.popen",  # the dotted form of the same walk
+        "backtrader.feeds:os",  # a module reached through a vouched one
+        "backtrader.feeds.vchart:open",  # a builtin function
+        "backtrader.feeds:DataBase",  # a feed class, but defined in backtrader.feed: a re-export
+        "backtrader.feeds.ibdata:inspect.importlib.import_module",
+    ],
+)
+def test_a_document_cannot_call_what_a_vouched_module_imports(driver, tmp_path, factory):
+    """The reported exploit: a feed factory reaching os.system through backtrader.feeds,
+    called with the document's kwargs. Nothing is called; the marker never appears."""
+    marker = tmp_path / "pwned"
+    kwargs = {"command": f"touch {marker}", "name": "qsm_never_imported"}
+    with pytest.raises(ClassRefused) as refused:
+        create(driver, driver.spec(feed={"csv": None, "factory": factory, "kwargs": kwargs}))
+    assert "\n" not in str(refused.value)
+    assert not marker.exists()
+    assert "qsm_never_imported" not in sys.modules
+
+
 def test_a_factory_feed_of_the_same_bars_gives_the_same_run(driver, sma_oracle):
-    feed = {"csv": None, "factory": "qsm_backtrader.examples.prices:make_feed",
+    feed = {"csv": None, "factory": "qsm_backtrader.examples.prices:GeneratedFeed",
             "kwargs": {"bars": BARS, "seed": SEED}}
     assert_same_as_oracle_json(driver.run_to_end(driver.spec(feed=feed)), sma_oracle)
 
@@ -265,10 +292,11 @@ def test_get_state_and_set_state_carry_the_strategy_state(driver, sma_oracle):
 
 
 def test_the_classloader_is_used_for_every_class(driver):
-    spec = driver.spec()
+    spec = driver.spec("test_bt_hooks.Crashing")
+    assert plugin.qsm_create_engine(spec=spec, context=driver.context(spec))  # allowed by the driver
     context = driver.context(spec)
-    context.classes = ClassLoader((), ["backtrader.sizers"])  # strategies not allowed
-    with pytest.raises(ClassRefused):
+    context.classes = ClassLoader((), ["backtrader.sizers"])  # the operator allows no test module
+    with pytest.raises(ClassRefused, match="'test_bt_hooks' is neither inside"):
         plugin.qsm_create_engine(spec=spec, context=context)
 
 

@@ -18,7 +18,7 @@ from strategy_manager.testing import json_roundtrip
 
 def make_worker(spec: Any, saved: list[dict[str, Any]], tmp_path: Any) -> EngineWorker:
     hooks = EngineRegistry.from_entry_points().resolve("backtrader")
-    classes = ClassLoader((), ()).with_prefixes(hooks.entry.class_prefixes)
+    classes = ClassLoader((), ())
     return EngineWorker(
         spec,
         hooks,

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     for doc in docs:
         spec = parse_strategy(doc)
         context = EngineContext(spec=spec, data_dir=data / "engines" / "vnpy" / spec.strategy_key,
-                                classes=ClassLoader((), plugin.CLASS_PREFIXES))
+                                classes=ClassLoader((), ()))
         engine = plugin.qsm_create_engine(spec=spec, context=context)
         plugin.qsm_start_engine(engine=engine, context=context)
         running.append((engine, context))
@@ -86,7 +86,7 @@ SETTINGS_SCRIPT = textwrap.dedent("""
     home._write_settings = theirs
     spec = parse_strategy(json.loads(sys.argv[2]))
     context = EngineContext(spec=spec, data_dir=Path(sys.argv[1]) / "engines" / "vnpy" / "k",
-                            classes=ClassLoader((), plugin.CLASS_PREFIXES),
+                            classes=ClassLoader((), ()),
                             options={"settings": {"datafeed.username": "ours"}})
     plugin.qsm_create_engine(spec=spec, context=context)
     from vnpy.trader.setting import SETTINGS

@@ -8,7 +8,7 @@ from vn_support import document
 
 from qsm_vnpy import plugin
 from qsm_vnpy.symbols import to_vt_symbol
-from strategy_manager.core.errors import InvalidStrategy
+from strategy_manager.core.errors import ClassRefused, InvalidStrategy
 from strategy_manager.core.spec import parse_strategy
 
 
@@ -62,9 +62,12 @@ def _doc(bars_csv, **changes):
         ({"params__vnpy__gateway": None}, "params.vnpy.gateway"),
         ({"params__vnpy__on_mismatch": "ignore"}, "must be one of 'halt', 'trust_broker', 'trust_snapshot'"),
         ({"params__vnpy__gateway__name": "NOPE"}, "gateway 'NOPE' is not one of"),
-        ({"params__vnpy__gateway__name": "CTP"}, "gateway 'CTP' needs the package vnpy_ctp"),
+        ({"params__vnpy__gateway__name": "CTP", "params__vnpy__gateway__setting": {}},
+         "gateway 'CTP' needs the package vnpy_ctp"),
+        ({"params__vnpy__gateway__name": "CTP"}, "'csv', 'start' may not be set by a document for gateway 'CTP'"),
         ({"params__vnpy__gateway__colour": "red"}, "unknown key(s) colour"),
-        ({"params__fast_windw": 5}, "params fast_windw are not parameters of DoubleMaStrategy"),
+        ({"params__fast_windw": 5}, "params for DoubleMaStrategy: unknown 'fast_windw'; known: fast_window, slow_window"),
+        ({"params__fast_window": "ten"}, "params for DoubleMaStrategy: 'fast_window' must be an integer, got 'ten'"),
         ({"engine_class": None}, "needs an engine_class"),
         ({"params__vnpy__gateway__setting__pace": -1}, "pace must be 0"),
         ({"params__vnpy__gateway__setting__start": "soon"}, "start must be an ISO date-time"),
@@ -109,12 +112,51 @@ def test_a_missing_replay_file_is_named(driver, tmp_path):
         plugin.qsm_start_engine(engine=engine, context=context)
 
 
-def test_gateway_secrets_come_from_engine_options_and_the_document_wins(driver, bars_csv):
+def test_the_operators_gateway_settings_win_over_the_documents(driver, bars_csv):
     doc = document("k", bars_csv)
     doc["params"]["vnpy"]["gateway"]["setting"]["pace"] = 5
-    runner = _create(driver, doc, gateways={"REPLAY": {"password": "from-config", "pace": 1}})
-    assert runner.gateway_setting["password"] == "from-config"
-    assert runner.gateway_setting["pace"] == 5
+    runner = _create(driver, doc, gateways={"REPLAY": {"pace": 1, "size": 10}})
+    assert runner.gateway_setting["pace"] == 1 and runner.gateway_setting["size"] == 10
+    assert runner.replay.pace == 1  # what the replay runs with, not only what connect gets
+
+
+OPERATOR = {"用户名": "8000123", "密码": "operator-pw", "交易服务器": "tcp://broker.example:41205"}
+
+
+def _fake_doc(bars_csv, setting):
+    doc = document("k", bars_csv)
+    doc["params"]["vnpy"]["gateway"] = {"name": "FAKE", "class": "vn_fake_gateway.FakeCtpGateway", "setting": setting}
+    return doc
+
+
+@pytest.mark.parametrize("key", ["交易服务器", "行情服务器", "用户名", "经纪商代码"])
+def test_a_document_cannot_redirect_the_operators_credentials(driver, bars_csv, key):
+    """A document pointing the front address (or the account) elsewhere is refused:
+    the operator's user name and password must never be sent to the document's server."""
+    with pytest.raises(InvalidStrategy) as caught:
+        _create(driver, _fake_doc(bars_csv, {key: "tcp://evil.example:1"}), gateways={"FAKE": OPERATOR})
+    text = str(caught.value)
+    assert f"params.vnpy.gateway.setting: {key!r} may not be set by a document for gateway 'FAKE'" in text
+    assert "evil" not in text and "operator-pw" not in text and "\n" not in text
+
+
+def test_a_gateway_connects_with_the_operators_settings_and_the_keys_the_operator_lets_documents_set(
+    driver, bars_csv
+):
+    runner = _create(driver, _fake_doc(bars_csv, {}), gateways={"FAKE": OPERATOR})
+    assert runner.gateway_setting == OPERATOR
+    doc = _fake_doc(bars_csv, {"授权编码": "doc-code", "交易服务器": "tcp://evil.example:1"})
+    runner = _create(
+        driver, doc, gateways={"FAKE": OPERATOR}, document_keys={"FAKE": ["授权编码", "交易服务器"]}
+    )
+    assert runner.gateway_setting == {**OPERATOR, "授权编码": "doc-code"}  # the operator's front still wins
+
+
+def test_a_gateway_class_must_be_a_base_gateway(driver, bars_csv):
+    doc = document("k", bars_csv)
+    doc["params"]["vnpy"]["gateway"] = {"name": "X", "class": "vn_fake_gateway.not_a_gateway"}
+    with pytest.raises(ClassRefused, match=r"params\.vnpy\.gateway\.class .* is a function, not a class"):
+        _create(driver, doc)
 
 
 def test_engine_info_reports_vnpy_version_and_capabilities():

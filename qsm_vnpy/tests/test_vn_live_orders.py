@@ -93,9 +93,15 @@ class FakeGateway(BaseGateway):
     def query_position(self) -> None: ...
 
 
-def spec(driver, on_mismatch: str = "halt", **setting: Any):
-    gateway = {"name": "FAKE", "class": "test_vn_live_orders.FakeGateway", "setting": setting}
+def spec(driver, on_mismatch: str = "halt"):
+    gateway = {"name": "FAKE", "class": "test_vn_live_orders.FakeGateway"}
     return driver.spec(vnpy={"gateway": gateway, "position_wait": 0, "on_mismatch": on_mismatch})
+
+
+def broker(**setting: Any) -> dict[str, Any]:
+    """The fake broker's state, set by the operator (a document may not set a live
+    gateway's connection settings)."""
+    return {"gateways": {"FAKE": setting}}
 
 
 def on_event_thread(engine, fn):
@@ -132,7 +138,7 @@ def saved(driver):
 
 
 def test_known_open_orders_are_attached_again_and_stop_orders_put_back(driver, saved):
-    engine, context = driver.start(spec(driver, open_orders=[["101", "LONG", 1, 19.5]]), saved)
+    engine, context = driver.start(spec(driver), saved, **broker(open_orders=[["101", "LONG", 1, 19.5]]))
     cta, strategy = engine.cta, engine.cta.strategies[SID]
     assert cta.strategy_orderid_map[SID] == {"FAKE.101", "STOP.1"}
     assert cta.orderid_strategy_map["FAKE.101"] is strategy
@@ -148,7 +154,7 @@ def test_known_open_orders_are_attached_again_and_stop_orders_put_back(driver, s
 
 def test_an_open_order_the_snapshot_does_not_know_halts_by_default(driver, saved):
     open_orders = [["101", "LONG", 1, 19.5], ["7", "SHORT", 3, 20.25]]
-    engine, context = driver.create(spec(driver, open_orders=open_orders), snapshot=saved)
+    engine, context = driver.create(spec(driver), snapshot=saved, **broker(open_orders=open_orders))
     with pytest.raises(EngineHalted) as caught:
         plugin.qsm_start_engine(engine=engine, context=context)
     message = str(caught.value)
@@ -163,7 +169,7 @@ def test_an_open_order_the_snapshot_does_not_know_halts_by_default(driver, saved
 
 def test_trust_broker_adopts_the_unknown_order(driver, saved, caplog):
     open_orders = [["101", "LONG", 1, 19.5], ["7", "SHORT", 3, 20.25]]
-    engine, context = driver.start(spec(driver, "trust_broker", open_orders=open_orders), saved)
+    engine, context = driver.start(spec(driver, "trust_broker"), saved, **broker(open_orders=open_orders))
     strategy = engine.cta.strategies[SID]
     on_event_thread(engine, strategy.cancel_all)
     assert sorted(engine.gateway.cancelled) == ["101", "7"]
@@ -173,7 +179,7 @@ def test_trust_broker_adopts_the_unknown_order(driver, saved, caplog):
 
 def test_trust_snapshot_leaves_the_unknown_order_alone(driver, saved, caplog):
     open_orders = [["101", "LONG", 1, 19.5], ["7", "SHORT", 3, 20.25]]
-    engine, context = driver.start(spec(driver, "trust_snapshot", open_orders=open_orders), saved)
+    engine, context = driver.start(spec(driver, "trust_snapshot"), saved, **broker(open_orders=open_orders))
     strategy = engine.cta.strategies[SID]
     on_event_thread(engine, strategy.cancel_all)
     assert engine.gateway.cancelled == ["101"]
@@ -191,7 +197,7 @@ def test_a_known_order_no_longer_open_is_reported_and_the_stop_orders_still_come
 
 def test_a_position_and_an_order_mismatch_are_reported_together(driver, saved):
     engine, context = driver.create(
-        spec(driver, position=2, open_orders=[["7", "LONG", 1, 19.0]]), snapshot=saved
+        spec(driver), snapshot=saved, **broker(position=2, open_orders=[["7", "LONG", 1, 19.0]])
     )
     with pytest.raises(EngineHalted) as caught:
         plugin.qsm_start_engine(engine=engine, context=context)
@@ -239,7 +245,7 @@ def test_a_snapshot_of_format_1_does_not_check_open_orders(driver, saved, caplog
     caplog.set_level(logging.INFO)
     old = {k: v for k, v in saved.items() if k not in ("fields", "stop_order_count", "stop_orders", "orders")}
     old["format"] = 1
-    engine, context = driver.start(spec(driver, open_orders=[["7", "SHORT", 3, 20.25]]), old)
+    engine, context = driver.start(spec(driver), old, **broker(open_orders=[["7", "SHORT", 3, 20.25]]))
     assert (
         "the snapshot predates saved orders; 1 open order(s) at gateway FAKE are not checked" in caplog.text
     )

@@ -207,7 +207,7 @@ class Driver(HookDriver):
     """The vnpy plugin's hooks, called as the core's worker does, on the fixed bar file."""
 
     def __init__(self, tmp_path: Path, csv_path: Path) -> None:
-        super().__init__(plugin, tmp_path / "engines" / "vnpy", [*plugin.CLASS_PREFIXES, *TEST_MODULES])
+        super().__init__(plugin, tmp_path / "engines" / "vnpy", [*TEST_MODULES, "vn_fake_gateway"])
         self.csv = csv_path
 
     def spec(

@@ -8,7 +8,8 @@ import attrs
 import click
 
 from strategy_manager.cli.app import App, emit_json, pass_app
-from strategy_manager.core.settings import LoadedSettings, Settings, masked
+from strategy_manager.core.masking import settings_view
+from strategy_manager.core.settings import LoadedSettings, Settings
 from strategy_manager.core.store import describe_location
 
 SOURCE_NAMES = {
@@ -45,16 +46,9 @@ def _source_text(loaded: LoadedSettings, source: str) -> str:
     return SOURCE_NAMES.get(source, source)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _rows(loaded: LoadedSettings, show: bool) -> dict[str, dict[str, Any]]:
+def _rows(loaded: LoadedSettings, show: bool, declared: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows = {}
+    values = settings_view(loaded.settings, declared) if show else {}
     for f in attrs.fields(Settings):
         row: dict[str, Any] = {
             "source": loaded.sources[f.name],
@@ -62,7 +56,7 @@ def _rows(loaded: LoadedSettings, show: bool) -> dict[str, dict[str, Any]]:
             "doc": f.metadata.get("doc", ""),
         }
         if show:
-            row["value"] = _plain(masked(f.name, getattr(loaded.settings, f.name)))
+            row["value"] = values[f.name]
         rows[f.name] = row
     return rows
 
@@ -82,7 +76,7 @@ def config(app: App, show: bool, as_json: bool) -> None:
         name: {"path": str(loaded.config_dir / name), "found": found} for name, found in loaded.files.items()
     }
     store = store_choice(loaded)
-    rows = _rows(loaded, show)
+    rows = _rows(loaded, show, app.registry.secret_options() if show else {})
     if as_json:
         emit_json(
             {

@@ -5,6 +5,7 @@ An ID is ``user_id:symbol:strategy_key`` or the document's ``_id``.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 
 from strategy_manager.cli.app import App, emit_json, pass_app
 from strategy_manager.core.errors import InvalidStrategy, StoreError
-from strategy_manager.core.spec import describe, parse_strategy
+from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
 from strategy_manager.core.store import Store, transfer
 from strategy_manager.core.store.codec import natural_key, split_ident
 
@@ -27,8 +28,22 @@ def _json_option(text: str | None, what: str) -> Any:
         return transfer.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: column {exc.colno}: {exc.msg}", param_hint=what) from None
+    except RecursionError:
+        raise click.BadParameter(transfer.TOO_DEEP, param_hint=what) from None
     except (ValueError, TypeError, KeyError) as exc:
         raise click.BadParameter(str(exc), param_hint=what) from None
+
+
+FORCE_HELP = "Store it even if its engine refuses it (not if it is malformed or over a limit)."
+
+
+def _checked(app: App, document: Any, force: bool) -> StrategySpec:
+    """The document's spec once its engine accepts it (with --force, once it parses)."""
+    if force:
+        return parse_strategy(document)
+    from strategy_manager.core.validation import validate_document
+
+    return validate_document(app.settings, app.registry, document)
 
 
 def _found(store: Store, ident: str) -> dict[str, Any]:
@@ -106,6 +121,7 @@ def list_(app: App, show_all: bool, as_json: bool) -> None:
 @click.option("--params", default=None, help="Strategy parameters, a JSON object.")
 @click.option("--schedule", default=None, help="Schedule overrides, a JSON object.")
 @click.option("--disabled", is_flag=True, help="Add it disabled.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_app
 def add(
     app: App,
@@ -118,8 +134,13 @@ def add(
     params: str | None,
     schedule: str | None,
     disabled: bool,
+    force: bool,
 ) -> None:
-    """Add one strategy; an existing ID is refused (use edit or import)."""
+    """Add one strategy; an existing ID is refused (use edit or import).
+
+    The engine checks the document first (its class, its params); one it refuses is
+    not stored, and the exit status is 2.
+    """
     document: dict[str, Any] = {
         "user_id": user_id,
         "symbol": symbol,
@@ -136,7 +157,7 @@ def add(
         if value is not None:
             document[name] = value
     document.setdefault("params", {})
-    spec = parse_strategy(document)
+    spec = _checked(app, document, force)
     store = app.store()
     if store.get_strategy(spec.id) is not None:
         raise StoreError(f"strategy {spec.id}: already exists (use 'strategies edit' or 'import')")
@@ -147,14 +168,17 @@ def add(
 @strategies.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_app
-def import_(app: App, file: Path, as_json: bool) -> None:
+def import_(app: App, file: Path, as_json: bool, force: bool) -> None:
     """Upsert documents from FILE (a JSON array or JSON lines) on their natural key.
 
-    Each document is all-or-nothing; invalid ones are reported with the reason and the
-    others still land. Exit status 1 when any was invalid.
+    Each document is all-or-nothing and checked by its engine first; invalid ones are
+    reported with the reason and the others still land. Exit status 1 when any was
+    invalid.
     """
-    outcomes = transfer.import_entries(app.store(), transfer.read_entries(file))
+    check = None if force else functools.partial(_checked, app, force=False)
+    outcomes = transfer.import_entries(app.store(), transfer.read_entries(file), check)
     counts = {k: sum(o.result == k for o in outcomes) for k in ("inserted", "updated", "invalid")}
     if as_json:
         emit_json({"counts": counts, "documents": [attrs.asdict(o) for o in outcomes]})
@@ -214,16 +238,21 @@ def merge_patch(target: Any, patch: Any) -> Any:
 @strategies.command()
 @click.argument("ident", metavar="ID")
 @click.option("--params", required=True, help="JSON object merged into params (null deletes a key).")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_app
-def edit(app: App, ident: str, params: str) -> None:
-    """Merge --params into strategy ID's params (JSON merge patch)."""
+def edit(app: App, ident: str, params: str, force: bool) -> None:
+    """Merge --params into strategy ID's params (JSON merge patch).
+
+    The engine checks the result first; if it refuses it, nothing changes and the exit
+    status is 2.
+    """
     patch = _json_option(params, "--params")
     if not isinstance(patch, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--params")
     store = app.store()
     current = _found(store, ident)
     merged = merge_patch(current.get("params") or {}, patch)
-    parse_strategy({**current, "params": merged})
+    _checked(app, {**current, "params": merged}, force)
     document = store.update_strategy(ident, {"params": merged})
     click.echo(f"edited {describe(document)}: params {json.dumps(document['params'], ensure_ascii=False)}")
 

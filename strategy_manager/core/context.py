@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import define, field
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
+from strategy_manager.core.errors import ClassRefused
 from strategy_manager.core.spec import StrategySpec
 
+if TYPE_CHECKING:
+    from strategy_manager.core.settings import Settings
+
 log = logging.getLogger("strategy_manager.engine")
+
+T = TypeVar("T")
 
 
 class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -78,6 +84,24 @@ class EngineContext:
     #: it tells apart what two owners of one strategy did (client order ids, logs).
     lease_epoch: int = 0
 
+    @classmethod
+    def for_spec(
+        cls,
+        settings: Settings,
+        spec: StrategySpec,
+        classes: ClassLoader | None = None,
+        clock: Clock | None = None,
+    ) -> EngineContext:
+        """The context the core gives ``spec``'s engine: its private folder under the
+        data directory, the operator's class rules and the engine's options."""
+        return cls(
+            spec=spec,
+            data_dir=Path(settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id),
+            classes=classes or ClassLoader(settings.import_paths, settings.engine_class_allow),
+            clock=clock or SystemClock(),
+            options=dict(settings.engine_options.get(spec.engine, {})),
+        )
+
     def __attrs_post_init__(self) -> None:
         self.logger = StrategyLogger(
             logging.getLogger(f"strategy_manager.engine.{self.spec.engine}"),
@@ -102,9 +126,24 @@ class EngineContext:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
 
-    def load_class(self, dotted: str) -> Any:
-        """Import ``engine_class`` under the import-path and allow-list rules."""
-        return self.classes.load(dotted)
+    def load_class(
+        self, dotted: str, kind: type[T], trusted: Iterable[str] = (), what: str = "engine_class"
+    ) -> type[T]:
+        """The class a document names (``engine_class``, a feed, a gateway ...), checked
+        before the adapter calls it: its module is admitted by the operator's
+        ``import_paths`` or ``engine_class_allow`` or by ``trusted``, the class is
+        defined there (not imported from elsewhere), and it is a subclass of ``kind``.
+
+        ``kind`` is the base class the adapter will use the result as (``object`` for
+        any class); ``trusted`` lists module prefixes the adapter vouches for, for
+        classes of this ``kind`` only; ``what`` names the document field in errors.
+        Raises :class:`~strategy_manager.core.errors.ClassRefused` in one line.
+        See :mod:`strategy_manager.core.classloader` for the rules.
+        """
+        try:
+            return self.classes.load(dotted, kind, trusted, what)
+        except ClassRefused as exc:
+            raise ClassRefused(f"{self.spec.id}: {exc}") from None
 
     def spawn(self, target: Callable[[], Any], name: str = "run") -> threading.Thread:
         """Run ``target`` on a new daemon thread the core watches and joins on stop.

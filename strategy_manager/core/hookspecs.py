@@ -7,15 +7,24 @@ below with ``@hookimpl``; it may leave out ``qsm_restore_engine`` and
 ``qsm_snapshot_engine`` if it keeps no state, and must implement the other four.
 
 The core drives one *engine* (the object ``qsm_create_engine`` returns) per
-strategy. Rules that hold for every hook:
+strategy. ``qsm_validate_engine`` is optional too, and recommended: it lets a bad
+document be refused before it is stored or started. Rules that hold for every hook:
 
 * Hooks are called from a core thread, never from the engine's own threads, and the
   core never calls two hooks of one engine at the same time. Different strategies'
   engines are driven concurrently.
 * ``context`` is the strategy's :class:`~strategy_manager.core.context.EngineContext`:
-  its spec, a private data directory, a logger, the clock, ``load_class`` for the
-  document's ``engine_class``, ``spawn`` for engines that need a thread, and
+  its spec, a private data directory, a logger, the clock, ``options`` (the
+  engine's section of the ``engine_options`` setting), ``load_class`` for every
+  class a document names, ``spawn`` for engines that need a thread, and
   ``lease_valid()``, the fence every order must pass (see below).
+* A document is data, never code. Every class a document names (``engine_class``,
+  a feed, a gateway ...) is loaded with ``context.load_class(dotted, kind=Base,
+  trusted=(...))``, which admits only classes defined in the operator's modules or
+  in modules the adapter vouches for at that call, of the kind the adapter then
+  uses them as; an adapter calls nothing else a document names. Settings that
+  carry credentials or connections come from ``context.options`` and win over
+  anything in the document.
 * Fencing: before sending any order, an engine calls ``context.lease_valid()`` and
   sends nothing when it is False. The core stops a strategy whose lease it can no
   longer prove, but a stop takes time; the fence takes effect at once.
@@ -59,8 +68,49 @@ def qsm_engine_info() -> dict[str, Any]:  # type: ignore[empty-body]
       ``qsm_snapshot_engine``) and ``"restore"`` (implements ``qsm_restore_engine``),
       plus free-form extras.
     * ``description`` (str): one line for listings.
+    * ``secret_options`` (list of key paths): places in the engine's section of the
+      ``engine_options`` setting that hold secrets, e.g. ``[["settings",
+      "datafeed.password"]]``; a path covers everything below it and ``"*"`` matches
+      any key. They are masked wherever settings or text are shown, besides
+      ``gateways`` (always masked) and any URI's credentials.
 
     Raising marks the plugin broken; every other engine keeps working.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    """Check that ``spec`` can run on this engine, without starting anything.
+
+    When: before a document is stored by ``strategies add``, ``edit`` and
+    ``import``, and when the orchestrator sees a new or changed document, before it
+    creates a worker (see :func:`strategy_manager.core.validation.validate_document`).
+    It is called on any thread (the command line's, the orchestrator's control loop
+    or one of its hook threads), possibly for several strategies at once and while
+    other strategies' engines run; it is never called on a created engine. Keep it
+    to checks: no connection, no thread, no order, no shared state changed. Import
+    the engine library only if a check needs it (to check a class's kind, say),
+    preparing it as create would (qsm_vnpy points vnpy at its folder first).
+
+    Arguments: ``spec`` is the parsed document; ``context`` is a fresh context for
+    it (``context.load_class`` and ``context.options`` as in create; its data
+    directory may not exist yet).
+
+    Check what a retry could never fix: ``engine_class`` present, admitted and of
+    the right kind (load it with ``context.load_class(dotted, kind=...)``); params
+    accepted by it, their names and, where the engine can tell, their types
+    (:func:`strategy_manager.core.validation.check_params` helps); the adapter's
+    own settings section. Leave what may change by the time the strategy starts (a
+    file to replay, a server to reach) to ``qsm_create_engine`` and
+    ``qsm_start_engine``.
+
+    Returns None. Raising a :class:`~strategy_manager.core.errors.QsmError`
+    (``InvalidStrategy``, ``ClassRefused`` ...) with one line naming the strategy
+    and the field means the document cannot run as written: the command line
+    refuses it (exit status 2; ``--force`` stores it anyway) and the orchestrator
+    reports it as BLOCKED with the message, without retries, until the document
+    changes. Any other exception is treated the same, reported with its type, as a
+    bug in the plugin.
     """
 
 
@@ -72,8 +122,9 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
     document change, after a crash. Nothing trades yet.
 
     Arguments: ``spec`` is the validated strategy document (``spec.params``,
-    ``spec.engine_class`` ...); use ``context.load_class(spec.engine_class)`` to
-    import user code, which enforces the configured import paths and allow-list.
+    ``spec.engine_class`` ...); use ``context.load_class(spec.engine_class,
+    kind=...)`` to import user code, which enforces the configured import paths and
+    allow-list and checks the class's kind before it is used.
 
     Returns the engine object, opaque to the core and passed back to every other
     hook. Must not return None.

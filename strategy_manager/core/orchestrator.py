@@ -588,7 +588,7 @@ class MultiStrategyOrchestrator:
     def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:
         engine_dir = Path(self.settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id)
         options = dict(self.settings.engine_options.get(spec.engine, {}))
-        classes = self.classes.with_prefixes(hooks.entry.class_prefixes)
+        classes = self.classes
         keeper = self.keeper
         worker: EngineWorker
 

@@ -47,8 +47,8 @@ class EnginePlugin:
     description: str = ""
     capabilities: list[str] = field(factory=list)
     hooks: list[str] = field(factory=list)
-    #: Module prefixes the plugin vouches for as ``engine_class`` sources.
-    class_prefixes: list[str] = field(factory=list)
+    #: Places in the engine's ``engine_options`` section that hold secrets (paths of keys).
+    secret_options: list[list[str]] = field(factory=list)
     plugin: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +89,11 @@ class EngineHooks:
 
     def has(self, capability: str) -> bool:
         return capability in self.entry.capabilities
+
+    def validate(self, spec: Any, context: Any) -> None:
+        """``qsm_validate_engine`` if the plugin implements it; nothing otherwise."""
+        if "qsm_validate_engine" in self.entry.hooks:
+            self._call("qsm_validate_engine", spec=spec, context=context)
 
     def create(self, spec: Any, context: Any) -> Any:
         return self._call("qsm_create_engine", spec=spec, context=context)
@@ -224,7 +229,13 @@ class EngineRegistry:
         entry.version = info.get("version")
         entry.description = str(info.get("description", ""))
         entry.capabilities = list(capabilities)
-        entry.class_prefixes = [str(p) for p in info.get("class_prefixes", [])]
+        secret = info.get("secret_options", [])
+        if isinstance(secret, list) and all(
+            isinstance(p, list) and p and all(isinstance(k, str) for k in p) for p in secret
+        ):
+            entry.secret_options = [list(p) for p in secret]
+        else:
+            problems.append("qsm_engine_info 'secret_options' must be a list of key paths (lists of strings)")
         return problems
 
     # -- queries --------------------------------------------------------------
@@ -238,6 +249,10 @@ class EngineRegistry:
         return sorted(
             n for n, group in self._entries.items() if len(group) == 1 and group[0].status == status
         )
+
+    def secret_options(self) -> dict[str, list[list[str]]]:
+        """What each loaded engine declares secret in its ``engine_options`` section."""
+        return {e.name: e.secret_options for e in self.entries() if e.secret_options}
 
     def resolve(self, name: str) -> EngineHooks:
         """The hooks of engine ``name``, or a one-line error saying why not."""

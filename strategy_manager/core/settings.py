@@ -17,7 +17,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 from attrs import define, field
@@ -373,6 +372,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deep") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, dict):
@@ -411,7 +412,7 @@ def _coerce_bool(raw: Any, origin: str) -> bool:
         return True
     if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off", ""):
         return False
-    raise ConfigError(f"{origin}: expected true or false, got {raw!r}")
+    raise ConfigError(f"{origin}: expected true or false (the value is not shown)")
 
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
@@ -451,8 +452,26 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         if name == "holidays":
             return {cal: tuple(days) for cal, days in value.items()}
         return value
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise ConfigError(f"{origin}: cannot use {raw!r} for {name} ({kind})") from None
+    except json.JSONDecodeError as exc:
+        # Never echo the value: it may hold a password.
+        raise ConfigError(
+            f"{origin}: {name} is not valid JSON (column {exc.colno}: {exc.msg}; the value is not shown)"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: {name} is nested too deep") from None
+    except (ValueError, TypeError):
+        expected = _EXPECTED.get(kind, "a JSON object")
+        raise ConfigError(f"{origin}: {name} must be {expected} (the value is not shown)") from None
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "str | None": "a string",
+    "tuple[str, ...]": "a list of strings",
+    "tuple[str, ...] | None": "a list of strings",
+}
 
 
 def _split_list(raw: str) -> list[str]:
@@ -464,29 +483,3 @@ def _split_list(raw: str) -> list[str]:
         return value
     separator = os.pathsep if ";" in raw or (os.pathsep == ":" and ":" in raw) else ","
     return [part.strip() for part in raw.split(separator) if part.strip()]
-
-
-SECRET_NAME = re.compile(r"(pass|secret|token|key|credential)", re.IGNORECASE)
-
-
-def mask_uri(uri: str) -> str:
-    """``mongodb://user:pw@host`` -> ``mongodb://user:***@host``."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def masked(name: str, value: Any) -> Any:
-    """The value as safe to print: URI passwords and secret-looking keys hidden."""
-    if isinstance(value, str) and "://" in value:
-        return mask_uri(value)
-    if isinstance(value, Mapping):
-        return {k: ("***" if SECRET_NAME.search(str(k)) else masked(str(k), v)) for k, v in value.items()}
-    if SECRET_NAME.search(name) and value not in (None, "", (), {}):
-        return "***"
-    return value

@@ -144,7 +144,13 @@ def parse_strategy(document: Any) -> StrategySpec:
         value = document[key]
         if isinstance(value, str) and (not value.strip() or (":" in value and key != "symbol")):
             raise InvalidStrategy(
-                f"{name}: field '{key}' must be a non-empty string without ':', got {value!r}"
+                f"{name}: field '{key}' must be a non-empty string without ':', got {_short(value)}"
+            )
+        # They are printed in status lines and logs: no control characters to forge them.
+        if isinstance(value, str) and (len(value) > MAX_NAME or not value.isprintable()):
+            raise InvalidStrategy(
+                f"{name}: field '{key}' must be printable text of at most {MAX_NAME} characters "
+                f"(no control characters), got {_short(value)}"
             )
     _check_plain(document, name, "$", 0)
     size = len(json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace"))

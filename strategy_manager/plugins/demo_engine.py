@@ -29,9 +29,10 @@ from typing import Any
 
 from strategy_manager import __version__
 from strategy_manager.core.context import EngineContext
-from strategy_manager.core.errors import HookError, SnapshotError
+from strategy_manager.core.errors import InvalidStrategy, SnapshotError
 from strategy_manager.core.hookspecs import hookimpl
 from strategy_manager.core.spec import StrategySpec
+from strategy_manager.core.validation import check_params
 
 DEFAULTS: dict[str, Any] = {
     "fast": 5,
@@ -56,14 +57,26 @@ def next_price(symbol: str, bar: int, previous: float) -> float:
     return round(previous * (1.0 + rng.gauss(0.0, 0.01)), 4)
 
 
+def check(sid: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The params over the defaults, or InvalidStrategy naming the first bad one."""
+    check_params(sid, "params for demo", params, DEFAULTS)
+    p = {**DEFAULTS, **params}
+    if not 0 < p["fast"] < p["slow"]:
+        raise InvalidStrategy(f"{sid}: params for demo: need 0 < fast < slow, got {p['fast']}, {p['slow']}")
+    for name, least in (("bar_seconds", 0), ("cash", 0), ("lot", 1)):
+        if p[name] < least:
+            raise InvalidStrategy(f"{sid}: params for demo: '{name}' must be at least {least}, got {p[name]}")
+    bars = p["bars"]
+    if bars is not None and (not isinstance(bars, int) or isinstance(bars, bool) or bars < 0):
+        raise InvalidStrategy(f"{sid}: params for demo: 'bars' must be a whole number or null, got {bars!r}")
+    return p
+
+
 class DemoEngine:
-    def __init__(self, symbol: str, params: dict[str, Any], context: EngineContext | None = None) -> None:
-        unknown = sorted(set(params) - set(DEFAULTS))
-        if unknown:
-            raise HookError(f"demo engine: unknown params {unknown}; known: {sorted(DEFAULTS)}")
-        p = {**DEFAULTS, **params}
-        if not (isinstance(p["fast"], int) and isinstance(p["slow"], int) and 0 < p["fast"] < p["slow"]):
-            raise HookError(f"demo engine: need integers 0 < fast < slow, got {p['fast']}, {p['slow']}")
+    def __init__(
+        self, symbol: str, params: dict[str, Any], sid: str = "demo", context: EngineContext | None = None
+    ) -> None:
+        p = check(sid, params)
         self.symbol = symbol
         self.fast, self.slow, self.lot = p["fast"], p["slow"], p["lot"]
         self.bar_seconds, self.bars = float(p["bar_seconds"]), p["bars"]
@@ -152,11 +165,13 @@ def qsm_engine_info() -> dict[str, Any]:
 
 
 @hookimpl
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    check(spec.id, dict(spec.params))
+
+
+@hookimpl
 def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> DemoEngine:
-    try:
-        return DemoEngine(spec.symbol, dict(spec.params), context)
-    except HookError as exc:
-        raise HookError(f"{spec.id}: {exc}") from None
+    return DemoEngine(spec.symbol, dict(spec.params), spec.id, context)
 
 
 @hookimpl

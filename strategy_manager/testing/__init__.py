@@ -14,7 +14,10 @@ distribution, name the engine and give one sample strategy document::
 
 Every check goes through the real registry (your entry point must be installed)
 and a real :class:`~strategy_manager.core.worker.EngineWorker`, the way the
-orchestrator drives engines. A failing check says what to fix.
+orchestrator drives engines. A failing check says what to fix. The validation
+checks need ``qsm_validate_engine``: the sample document must pass it without
+starting anything, and each of ``bad_documents`` (by default the sample with an
+unknown parameter; override it to add your own) must be refused in one line.
 
 For an adapter's own tests, :class:`HookDriver` calls one plugin module's hooks
 in the worker's order (snapshots through JSON both ways, as through a store), and

@@ -17,6 +17,7 @@ from strategy_manager.core.errors import QsmError
 from strategy_manager.core.registry import EngineHooks, EngineRegistry
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import StrategySpec, parse_strategy
+from strategy_manager.core.validation import validate_document
 from strategy_manager.core.worker import EngineWorker, WorkerState
 from strategy_manager.testing.driver import json_roundtrip
 
@@ -41,6 +42,14 @@ class EngineConformance:
     def strategy_document(self, tmp_path: Path) -> dict[str, Any]:
         raise NotImplementedError("return a sample strategy document for your engine")
 
+    def bad_documents(self, tmp_path: Path) -> list[dict[str, Any]]:
+        """Variants of :meth:`strategy_document` the engine's validation must refuse.
+        By default the sample with a parameter no engine has; add your own (a value
+        of the wrong type, a missing setting ...)."""
+        document = self.strategy_document(tmp_path)
+        params = {**document.get("params", {}), "qsm_conformance_no_such_param": 1}
+        return [{**document, "params": params}]
+
     def settings(self, tmp_path: Path) -> Settings:
         return Settings(data_dir=str(tmp_path / "data"), engine_class_allow=self.class_allow)
 
@@ -56,11 +65,10 @@ class EngineConformance:
 
     def context(self, tmp_path: Path, hooks: EngineHooks, spec: StrategySpec) -> EngineContext:
         settings = self.settings(tmp_path)
-        classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
         return EngineContext(
             spec=spec,
             data_dir=tmp_path / "engine",
-            classes=classes.with_prefixes(hooks.entry.class_prefixes),
+            classes=ClassLoader(settings.import_paths, settings.engine_class_allow),
             options=dict(settings.engine_options.get(self.engine, {})),
         )
 
@@ -98,6 +106,34 @@ class EngineConformance:
         assert entry.version, "qsm_engine_info must return a non-empty 'version'"
         assert entry.description, "qsm_engine_info should return a one-line 'description'"
         assert all(isinstance(c, str) for c in entry.capabilities)
+
+    def test_validation_accepts_the_sample_and_starts_nothing(self, tmp_path: Path) -> None:
+        registry = self.registry(tmp_path)
+        assert "qsm_validate_engine" in registry.resolve(self.engine).entry.hooks, (
+            "implement qsm_validate_engine: it lets a bad document be refused before it is "
+            "stored or started (see strategy_manager.core.hookspecs)"
+        )
+        before = set(threading.enumerate())
+        spec = validate_document(self.settings(tmp_path), registry, self.strategy_document(tmp_path))
+        assert spec.engine == self.engine
+        started = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+        assert not started, f"validation started threads: {', '.join(started)}; it must only check"
+
+    def test_validation_refuses_a_bad_parameter(self, tmp_path: Path) -> None:
+        registry, settings = self.registry(tmp_path), self.settings(tmp_path)
+        bad_documents = self.bad_documents(tmp_path)
+        assert bad_documents, "bad_documents() must return at least one document your engine refuses"
+        for document in bad_documents:
+            with pytest.raises(QsmError) as raised:
+                validate_document(settings, registry, document)
+                pytest.fail(
+                    f"qsm_validate_engine accepted {document.get('params')!r}: check the params' "
+                    "names (and types where the engine can tell) and raise InvalidStrategy"
+                )
+            message = str(raised.value)
+            assert "\n" not in message, f"the error should be one line: {message!r}"
+            spec_id = ":".join(str(document[k]) for k in ("user_id", "symbol", "strategy_key"))
+            assert message.startswith(f"{spec_id}: "), f"the error should name the strategy: {message!r}"
 
     def test_create_start_and_a_prompt_stop(self, tmp_path: Path) -> None:
         worker, _ = self.worker(tmp_path)

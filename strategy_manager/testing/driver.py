@@ -29,10 +29,11 @@ class HookDriver:
     Snapshots go through :func:`json_roundtrip` both ways, as through a store.
     """
 
-    def __init__(self, plugin: ModuleType, data_dir: Path, class_prefixes: Iterable[str] = ()) -> None:
+    def __init__(self, plugin: ModuleType, data_dir: Path, class_allow: Iterable[str] = ()) -> None:
         self.plugin = plugin
         self.data_dir = data_dir
-        self.classes = ClassLoader((), list(class_prefixes))
+        #: The operator's rules: ``class_allow`` plays ``engine_class_allow``.
+        self.classes = ClassLoader((), list(class_allow))
         self.engines: list[tuple[Any, EngineContext]] = []
 
     def context(self, spec: StrategySpec, **options: Any) -> EngineContext:
@@ -50,8 +51,10 @@ class HookDriver:
             self.plugin.qsm_restore_engine(engine=engine, snapshot=json_roundtrip(snapshot), context=context)
         return engine, context
 
-    def start(self, spec: StrategySpec, snapshot: dict[str, Any] | None = None) -> tuple[Any, EngineContext]:
-        engine, context = self.create(spec, snapshot)
+    def start(
+        self, spec: StrategySpec, snapshot: dict[str, Any] | None = None, **options: Any
+    ) -> tuple[Any, EngineContext]:
+        engine, context = self.create(spec, snapshot, **options)
         self.plugin.qsm_start_engine(engine=engine, context=context)
         return engine, context
 

@@ -105,16 +105,16 @@ def test_a_mongo_uri_selects_mongodb_and_its_password_is_never_printed(config_di
         assert "hunter2" not in result.output
     text = invoke("config", env={"MONGO_URI": None}).stdout
     assert (
-        f"store: MongoDB at mongodb://trader:***@db.example:27017/?authSource=admin database finance "
+        f"store: MongoDB at mongodb://***@db.example:27017/?authSource=admin database finance "
         f"(MONGO_URI from {config_dir / '.env'})"
     ) in text
     data = report(env={"MONGO_URI": None})
     assert data["store"] == {
         "kind": "mongodb",
-        "location": "mongodb://trader:***@db.example:27017/?authSource=admin database finance",
+        "location": "mongodb://***@db.example:27017/?authSource=admin database finance",
         "reason": f"MONGO_URI from {config_dir / '.env'}",
     }
-    assert data["settings"]["mongo_uri"]["value"] == "mongodb://trader:***@db.example:27017/?authSource=admin"
+    assert data["settings"]["mongo_uri"]["value"] == "mongodb://***@db.example:27017/?authSource=admin"
 
 
 def test_an_empty_mongo_uri_is_named_as_the_reason_for_the_embedded_store(config_dir):

@@ -124,6 +124,45 @@ def test_a_broken_json_array_is_one_error_naming_file_and_position(tmp_path, sto
     assert store.list_strategies() == []
 
 
+def _deep(levels: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * levels + close * levels
+
+
+@pytest.mark.parametrize("levels", [40, 5_000, 100_000])
+def test_a_deeply_nested_document_is_refused_and_its_neighbours_go_in(tmp_path, store, levels):
+    """Deep nesting used to end the import in a RecursionError traceback, losing every document."""
+    before = json.dumps({**DOC, "strategy_key": "before"})
+    deep = json.dumps({**DOC, "strategy_key": "deep", "params": {"x": "HOLE"}}).replace('"HOLE"', _deep(levels))
+    braces = json.dumps({**DOC, "strategy_key": "braces", "params": {"x": "HOLE"}}).replace(
+        '"HOLE"', '{"a": ' * levels + "1" + "}" * levels
+    )
+    after = json.dumps({**DOC, "strategy_key": "after", "note": "[{ not structure }]"})
+    array = tmp_path / "s.json"
+    array.write_text(f"[{before},\n{deep},\n{braces},\n{after}]")
+    lines = write_lines(tmp_path / "s.jsonl", before, deep, braces, after)
+    for path, where in ((array, "item"), (lines, "line")):
+        result = invoke("strategies", "import", str(path))
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        out = result.stdout.splitlines()
+        assert out[1].startswith(f"{where} 2: invalid: ") and "nested deeper than 32 levels" in out[1], out
+        assert out[2].startswith(f"{where} 3: invalid: ") and "nested deeper than 32 levels" in out[2]
+        assert out[-1].endswith("2 invalid"), out
+        assert {d["strategy_key"] for d in store.list_strategies()} == {"before", "after"}
+
+
+def test_a_deeply_nested_params_option_is_one_line(store):
+    store.upsert_strategy(DOC)
+    for args in (
+        ["edit", "u1:600000.SH:ma", "--params", '{"x": ' + _deep(100_000) + "}"],
+        ["add", "--symbol", "S", "--strategy-key", "k", "--engine", "demo", "--params", _deep(100_000, "{\"a\":", "}")],
+    ):
+        result = invoke("strategies", *args)
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for --params: nested deeper than 32 levels (the limit)" in result.stderr
+        assert "Traceback" not in result.output
+
+
 def test_export_then_import_into_an_empty_store_is_lossless(tmp_path, store, monkeypatch):
     odd = {
         **DOC,
@@ -205,6 +244,7 @@ def test_add_validates_and_refuses_an_existing_id(store):
         "--schedule",
         '{"lunch_break": "pause"}',
         "--disabled",
+        "--force",  # scripts.dragon is not importable here; the orchestrator's machine may differ
     )
     assert out == "added u1:002050.SZ:dragon\n"
     saved = store.get_strategy("u1:002050.SZ:dragon")
@@ -273,6 +313,7 @@ def test_edit_merges_params_and_refuses_what_would_not_run(store):
         "u1:600000.SH:ma",
         "--params",
         '{"slow": 30, "fast": null, "risk": {"take": 0.2}}',
+        "--force",  # 'risk' is not a demo parameter: stored all the same
     )
     assert out.startswith("edited u1:600000.SH:ma: params ")
     assert store.get_strategy("u1:600000.SH:ma")["params"] == {
@@ -347,6 +388,77 @@ def test_an_unreachable_mongodb_is_a_one_line_error():
     )
     assert result.exit_code == 2
     assert result.stderr.startswith(
-        "error: MongoDB mongodb://u:***@127.0.0.1:1/ database finance: no server answered within 200 ms"
+        "error: MongoDB mongodb://***@127.0.0.1:1/ database finance: no server answered within 200 ms"
     )
     assert result.stderr.count("\n") == 1 and "pw" not in result.stderr.replace("***", "")
+
+
+# -- fail fast: the engine checks a document before it is stored ---------------------------
+def add_args(*extra):
+    return ["strategies", "add", "--user-id", "u1", "--symbol", "600000.SH", "--strategy-key", "k", *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (["--engine", "nosuchengine"], "engine 'nosuchengine' is not installed (installed: "),
+        (["--engine", "demo", "--params", '{"fast": "five"}'], "params for demo: 'fast' must be an integer, got 'five'"),
+        (["--engine", "demo", "--params", '{"fast": 30}'], "params for demo: need 0 < fast < slow, got 30, 20"),
+        (["--engine", "python", "--engine-class", "os.system"], "engine_class 'os.system' refused: module 'os'"),
+        (["--engine", "python"], "engine 'python' needs an engine_class"),
+        (["--engine", "vnpy"], "engine 'vnpy' needs an engine_class"),  # the README's 'From Python' shape
+    ],
+)
+def test_add_refuses_what_its_engine_refuses_and_force_stores_it(store, extra, reason):
+    refused = invoke(*add_args(*extra))
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr == f"error: u1:600000.SH:k: {reason}" + refused.stderr.split(reason, 1)[1]
+    assert refused.stderr.count("\n") == 1 and refused.stdout == ""
+    assert store.get_strategy("u1:600000.SH:k") is None
+    assert ok(*add_args(*extra, "--force")) == "added u1:600000.SH:k\n"
+    assert store.get_strategy("u1:600000.SH:k")["engine"] == extra[1]
+
+
+def test_force_does_not_store_a_malformed_document(store):
+    result = invoke(*add_args("--engine", "demo", "--params", '{"$where": 1}', "--force"))
+    assert result.exit_code == 2 and "may not start with '$'" in result.stderr
+    assert store.get_strategy("u1:600000.SH:k") is None
+
+
+def test_edit_refuses_params_the_engine_refuses_and_changes_nothing(store):
+    store.upsert_strategy(DOC)
+    refused = invoke("strategies", "edit", "u1:600000.SH:ma", "--params", '{"fast": "five"}')
+    assert refused.exit_code == 2
+    assert refused.stderr == "error: u1:600000.SH:ma: params for demo: 'fast' must be an integer, got 'five'\n"
+    assert store.get_strategy("u1:600000.SH:ma")["params"] == {"fast": 5}
+    ok("strategies", "edit", "u1:600000.SH:ma", "--params", '{"fast": "five"}', "--force")
+    assert store.get_strategy("u1:600000.SH:ma")["params"] == {"fast": "five"}
+
+
+def test_import_reports_each_document_its_engine_refuses_and_the_others_go_in(tmp_path, store):
+    documents = [
+        DOC,
+        {**DOC, "strategy_key": "typo", "params": {"fats": 3}},
+        {**DOC, "strategy_key": "nope", "engine": "nosuchengine"},
+        {**DOC, "strategy_key": "os", "engine": "python", "engine_class": "os.system"},
+        {**DOC, "strategy_key": "last"},
+        {**DOC, "strategy_key": "bad key", "params": {"$x": 1}},
+    ]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(documents))
+    result = invoke("strategies", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "item 1: inserted u1:600000.SH:ma",
+        "item 2: invalid: u1:600000.SH:typo: params for demo: unknown 'fats'; known: bar_seconds, bars, cash, fast, lot, slow",
+        "item 3: invalid: u1:600000.SH:nope: engine 'nosuchengine' is not installed (installed: backtrader, demo, python, vnpy)",
+        "item 4: invalid: u1:600000.SH:os: engine_class 'os.system' refused: module 'os' is neither inside the import "
+        "paths (none set) nor under an allowed prefix (none set); add it to import_paths or engine_class_allow",
+        "item 5: inserted u1:600000.SH:last",
+        "item 6: invalid: u1:600000.SH:bad key: key '$x' under '$.params' may not start with '$' or contain '.'",
+        "2 inserted, 0 updated, 4 invalid",
+    ]
+    assert sorted(d["strategy_key"] for d in store.list_strategies()) == ["last", "ma"]
+    forced = invoke("strategies", "import", "--force", str(path))
+    assert forced.exit_code == 1 and forced.stdout.splitlines()[-1] == "3 inserted, 2 updated, 1 invalid"
+    assert sorted(d["strategy_key"] for d in store.list_strategies()) == ["last", "ma", "nope", "os", "typo"]

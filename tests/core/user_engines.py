@@ -12,6 +12,8 @@ class Counter:
     """The seed's plain engine: ``Counter(symbol, params)`` with start/stop/snapshot/restore."""
 
     instances: list[Counter] = []
+    #: What a document may set (engine ``python`` refuses other names before it runs).
+    parameters = ("start", "fail_start", "halt")
 
     def __init__(self, symbol: str, params: dict[str, Any]) -> None:
         self.symbol, self.params = symbol, params
@@ -52,7 +54,9 @@ class HangsInStop(Counter):
 
 
 class SeedWorker(StrategyWorker):
-    """The seed README's adapter pattern, unchanged."""
+    """The seed README's adapter pattern, plus the parameters it accepts (none)."""
+
+    parameters = ()
 
     def __init__(self, symbol: str, strategy_key: str, params: dict[str, Any], **kwargs: Any):
         super().__init__(symbol, strategy_key)

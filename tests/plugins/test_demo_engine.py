@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from strategy_manager.core.errors import HookError, SnapshotError
+from strategy_manager.core.errors import InvalidStrategy, SnapshotError
 from strategy_manager.plugins.demo_engine import DemoEngine
 from strategy_manager.testing import json_roundtrip
 
@@ -34,10 +34,25 @@ def test_stopping_and_restoring_gives_the_uninterrupted_result(cut):
     assert whole.snapshot()["trades"] > 2  # the crossover actually traded
 
 
-def test_bad_params_and_snapshots_are_named():
-    with pytest.raises(HookError, match=r"unknown params \['speed'\]"):
-        DemoEngine("X", {"speed": 2})
-    with pytest.raises(HookError, match="0 < fast < slow"):
-        DemoEngine("X", {"fast": 30, "slow": 20})
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"speed": 2}, r"^s: params for demo: unknown 'speed'; known: bar_seconds, bars, cash, fast, lot, slow$"),
+        ({"fast": 30, "slow": 20}, r"need 0 < fast < slow, got 30, 20"),
+        ({"fast": "five"}, r"^s: params for demo: 'fast' must be an integer, got 'five'$"),
+        ({"fast": 2.5}, r"'fast' must be an integer, got 2.5"),
+        ({"slow": True}, r"'slow' must be an integer, got True"),
+        ({"bar_seconds": "1m"}, r"'bar_seconds' must be a number, got '1m'"),
+        ({"bar_seconds": -1}, r"'bar_seconds' must be at least 0, got -1"),
+        ({"lot": 0}, r"'lot' must be at least 1, got 0"),
+        ({"bars": "all"}, r"'bars' must be a whole number or null, got 'all'"),
+    ],
+)
+def test_bad_params_are_named(params, message):
+    with pytest.raises(InvalidStrategy, match=message):
+        DemoEngine("X", params, "s")
+
+
+def test_a_bad_snapshot_is_named():
     with pytest.raises(SnapshotError, match=r"snapshot lacks \['window'\]"):
         DemoEngine("X", {}).restore({"bar": 1, "cash": 1.0, "position": 0, "trades": 0})

@@ -31,6 +31,11 @@ def qsm_engine_info():
             "description": "breaks the contract on purpose"}
 
 @hookimpl
+def qsm_validate_engine(spec, context):
+    # accepts anything, and starts a thread while it is at it
+    threading.Thread(target=threading.Event().wait, args=(2,), name="validating", daemon=True).start()
+
+@hookimpl
 def qsm_create_engine(spec, context):
     return Engine()
 
@@ -106,6 +111,8 @@ def test_the_kit_passes_what_the_adapter_does_right(report):
         ("test_snapshot_is_plain_json", "the snapshot is not plain JSON data"),
         ("test_a_corrupt_snapshot_is_refused_with_a_clear_error", "was accepted silently"),
         ("test_no_thread_is_left_after_stop", "threads still running after stop: broken-loop"),
+        ("test_validation_accepts_the_sample_and_starts_nothing", "validation started threads: validating"),
+        ("test_validation_refuses_a_bad_parameter", "qsm_validate_engine accepted {'qsm_conformance_no_such_param': 1}"),
     ],
 )
 def test_the_kit_fails_each_breach_with_a_message_that_says_what_to_fix(report, check, message):

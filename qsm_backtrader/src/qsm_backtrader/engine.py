@@ -23,8 +23,7 @@ import threading
 import time
 from typing import Any
 
-from qsm_backtrader.build import build_cerebro
-from qsm_backtrader.settings import AdapterSettings
+from qsm_backtrader.build import Plan, build_cerebro
 from qsm_backtrader.state import OrderHistory, capture, inject, validate
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.errors import EngineError, SnapshotError
@@ -45,19 +44,12 @@ class _Request:
 
 
 class BacktraderEngine:
-    def __init__(
-        self,
-        context: EngineContext,
-        settings: AdapterSettings,
-        strategy_class: Any,
-        params: dict[str, Any],
-        class_name: str,
-    ) -> None:
+    def __init__(self, context: EngineContext, plan: Plan, class_name: str) -> None:
         self.context = context
         self.sid = context.strategy_id
-        self.settings = settings
+        self.settings = settings = plan.settings
         self.class_name = class_name
-        self.cerebro, self.broker, self.data = build_cerebro(context, settings, strategy_class, params)
+        self.cerebro, self.broker, self.data = build_cerebro(context, plan)
         self.history = OrderHistory(settings.history_limit)
         #: Set while the engine waits after ``hold_after_bars`` bars.
         self.holding = threading.Event()

@@ -8,8 +8,11 @@
   backtrader would stamp them all at the session's end.
 * ``parquet``: read with pandas (needs ``pyarrow`` or ``fastparquet``), replayed
   through backtrader's ``PandasData``; a ``datetime``/``date`` column becomes the index.
-* ``factory``: ``package.module:callable`` (resolved under the allow-list) called
-  with ``kwargs``; it returns any backtrader data feed, live ones included.
+* ``factory``: ``package.module:FeedClass``, a backtrader data feed class (live ones
+  included) constructed with ``kwargs``. It is resolved under the core's class rules
+  and must be a subclass of ``bt.feed.AbstractDataBase`` defined in an admitted
+  module, checked before it is constructed; nothing else named by a document is
+  ever called.
 
 Relative paths are resolved against the engine option ``data_root`` if set, else
 the working directory.
@@ -38,27 +41,34 @@ TIMEFRAMES = {
     "years": bt.TimeFrame.Years,
 }
 _CSV_COLUMNS = ("open", "high", "low", "close", "volume", "openinterest")
+#: Modules whose feed classes a document may name without configuration.
+FEED_MODULES = ("backtrader.feeds", "qsm_backtrader.livefeed", "qsm_backtrader.examples")
+
+
+def reader_class(settings: FeedSettings) -> Any:
+    """The backtrader feed class that reads a ``csv`` or ``parquet`` feed."""
+    return bt.feeds.GenericCSVData if settings.csv else bt.feeds.PandasData
+
+
+def feed_class(dotted: str, context: EngineContext) -> Any:
+    """The feed class ``params.backtrader.feed.factory`` names, checked before it is called."""
+    return context.load_class(
+        dotted, kind=bt.feed.AbstractDataBase, trusted=FEED_MODULES, what="params.backtrader.feed.factory"
+    )
 _REQUIRED = ("open", "high", "low", "close")
 
 
 def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
     sid = context.strategy_id
     if settings.factory:
-        make = context.load_class(settings.factory)
-        if not callable(make):
-            raise InvalidStrategy(f"{sid}: feed factory {settings.factory!r} is not callable")
+        cls = feed_class(settings.factory, context)
         try:
-            feed = make(**settings.kwargs)
+            return cls(**settings.kwargs)
         except Exception as exc:
+            reason = " ".join(str(exc).split())[:200]
             raise EngineError(
-                f"{sid}: feed factory {settings.factory!r} raised {type(exc).__name__}: {exc}"
+                f"{sid}: feed factory {settings.factory!r} raised {type(exc).__name__}: {reason}"
             ) from exc
-        if not isinstance(feed, bt.feed.AbstractDataBase):
-            raise EngineError(
-                f"{sid}: feed factory {settings.factory!r} returned a {type(feed).__name__}, "
-                "expected a backtrader data feed"
-            )
-        return feed
     common = {"timeframe": TIMEFRAMES[settings.timeframe or "days"], "compression": settings.compression}
     if settings.csv:
         path = _resolve(settings.csv, context)
@@ -66,7 +76,7 @@ def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
         if settings.timeframe is None:
             _refuse_intraday(path, columns, settings.reader.get("dtformat"), sid)
         params = {"dataname": str(path), "dtformat": datetime.fromisoformat, **columns, **common}
-        return _make(bt.feeds.GenericCSVData, params, settings.reader, sid)
+        return bt.feeds.GenericCSVData(**{**params, **settings.reader})
     path = _resolve(settings.parquet or "", context)
     try:
         import pandas as pd
@@ -82,7 +92,7 @@ def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
         if name in frame.columns:
             frame = frame.set_index(name)
             break
-    return _make(bt.feeds.PandasData, {"dataname": frame, **common}, settings.reader, sid)
+    return bt.feeds.PandasData(**{"dataname": frame, **common, **settings.reader})
 
 
 def _resolve(name: str, context: EngineContext) -> Path:
@@ -144,13 +154,3 @@ def _day(text: str, dtformat: Any) -> Any:
         return None
     return None
 
-
-def _make(cls: Any, params: dict[str, Any], reader: dict[str, Any], sid: str) -> Any:
-    known = set(cls.params._getkeys())
-    unknown = sorted(set(reader) - known)
-    if unknown:
-        raise InvalidStrategy(
-            f"{sid}: params.backtrader.feed.reader for {cls.__name__}: unknown "
-            f"{', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
-        )
-    return cls(**{**params, **reader})

@@ -9,23 +9,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from strategy_manager.core.errors import InvalidStrategy
 from strategy_manager.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from qsm_backtrader.engine import BacktraderEngine
     from strategy_manager.core.context import EngineContext
     from strategy_manager.core.spec import StrategySpec
-
-#: Modules whose classes and factories documents may name without configuration.
-CLASS_PREFIXES = [
-    "backtrader.strategies",
-    "backtrader.sizers",
-    "backtrader.feeds",
-    "qsm_backtrader.examples",
-    "qsm_backtrader.livefeed",
-]
-
 
 def _timeout(context: EngineContext, name: str) -> float:
     return float(context.options.get(name, 5.0))
@@ -42,22 +31,24 @@ def qsm_engine_info() -> dict[str, Any]:
         "version": engine_version,
         "capabilities": ["snapshot", "restore"],
         "description": "backtrader strategies on a replay or live feed, resumable bar for bar",
-        "class_prefixes": CLASS_PREFIXES,
     }
 
 
 @hookimpl
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    from qsm_backtrader.build import plan
+
+    plan(spec, context)
+
+
+@hookimpl
 def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> BacktraderEngine:
-    from qsm_backtrader.build import strategy_class
+    from qsm_backtrader.build import plan
     from qsm_backtrader.engine import BacktraderEngine
-    from qsm_backtrader.settings import split_params
     from qsm_backtrader.state import class_name
 
-    if not spec.engine_class:
-        raise InvalidStrategy(f"{spec.id}: engine 'backtrader' needs an engine_class (a backtrader.Strategy)")
-    settings, params = split_params(spec)
-    cls = strategy_class(spec.engine_class, context)
-    return BacktraderEngine(context, settings, cls, params, class_name(cls))
+    checked = plan(spec, context)
+    return BacktraderEngine(context, checked, class_name(checked.strategy))
 
 
 @hookimpl

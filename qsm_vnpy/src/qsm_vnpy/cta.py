@@ -68,7 +68,7 @@ class CtaRunner:
         self.gateway_name = settings.gateway.name
         self.gateway_setting = gateway_setting
         self.replay = (
-            replay_settings(settings, self.sid) if issubclass(gateway_class, ReplayGateway) else None
+            replay_settings(gateway_setting, self.sid) if issubclass(gateway_class, ReplayGateway) else None
         )
         self.main: QsmMainEngine | None = None
         self.cta: MemoryCtaEngine | None = None

@@ -57,7 +57,9 @@ def prepare(root: Path, settings: dict[str, Any] | None = None) -> Path:
         folder = home / ".vntrader"
         folder.mkdir(parents=True, exist_ok=True)
         wanted = {**QUIET_SETTINGS, **(settings or {})}
-        _write_settings(folder, wanted)
+        # vnpy reads only its log settings at import; the rest (datafeed and database
+        # credentials among them) is applied in memory below and never written to disk.
+        _write_settings(folder, {k: v for k, v in wanted.items() if k.startswith("log.")})
         if "vnpy.trader.utility" in sys.modules:
             _redirect(folder)
         else:

@@ -18,14 +18,27 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from strategy_manager.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from strategy_manager.core.context import EngineContext
     from strategy_manager.core.spec import StrategySpec
 
-#: Modules whose classes documents may name without configuration.
-CLASS_PREFIXES = ["vnpy_ctastrategy.strategies", "qsm_vnpy.examples"]
+#: Modules whose CtaTemplate subclasses documents may name without configuration.
+CTA_MODULES = ("vnpy_ctastrategy.strategies", "qsm_vnpy.examples")
+#: Modules whose user engines (any class) documents may name without configuration.
+ENGINE_MODULES = ("qsm_vnpy.examples.breakout_engine",)
+#: Places in ``engine_options.vnpy`` that hold secrets, masked wherever settings are
+#: shown (every value under ``gateways`` is masked by the core in any case).
+SECRET_OPTIONS = [
+    ["gateways"],
+    ["settings", "datafeed.username"],
+    ["settings", "datafeed.password"],
+    ["settings", "database.user"],
+    ["settings", "database.password"],
+]
 
 
 def _version(distribution: str) -> str:
@@ -52,12 +65,27 @@ def qsm_engine_info() -> dict[str, Any]:
         "version": _version("vnpy"),
         "capabilities": ["snapshot", "restore", "cta", "user-engine", "replay-gateway", "resume-check"],
         "description": "vnpy CTA strategies on any vnpy gateway, or a user's own real-time engine",
-        "class_prefixes": CLASS_PREFIXES,
+        "secret_options": SECRET_OPTIONS,
     }
 
 
-@hookimpl
-def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
+@attrs.define(frozen=True)
+class CtaPlan:
+    """A CTA document, checked: what :class:`qsm_vnpy.cta.CtaRunner` is built from."""
+
+    settings: Any
+    params: dict[str, Any]
+    vt_symbol: str
+    #: The gateway class the document names, or None for a known gateway's.
+    gateway: Any
+    setting: dict[str, Any]
+
+
+def check(spec: StrategySpec, context: EngineContext) -> tuple[type, CtaPlan | None]:
+    """Load and check what the document names, without starting anything: its class,
+    and for a CTA strategy its params (names and types), symbol, gateway and the
+    gateway setting a document may give. Returns the class and, for a CTA strategy,
+    the plan; a user engine is checked as engine ``python`` checks it."""
     from qsm_vnpy import home
     from strategy_manager.core.errors import InvalidStrategy
 
@@ -67,34 +95,64 @@ def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
         )
     options = context.options
     home.prepare(context.data_dir.parent, dict(options.get("settings", {})))
-    cls: Any = context.load_class(spec.engine_class)
+    cls = engine_class(spec.engine_class, context)
 
     from vnpy_ctastrategy.template import CtaTemplate
 
-    if not (isinstance(cls, type) and issubclass(cls, CtaTemplate)):
+    if not issubclass(cls, CtaTemplate):
         from strategy_manager.plugins import python_engine
 
-        return python_engine.qsm_create_engine(spec=spec, context=context)
+        python_engine.check_class(spec, cls)
+        return cls, None
+
+    from qsm_vnpy.gateways import check_installed, gateway_setting, named_gateway
+    from qsm_vnpy.replay import ReplayGateway
+    from qsm_vnpy.settings import replay_settings, split_params
+    from qsm_vnpy.symbols import to_vt_symbol
+    from strategy_manager.core.validation import check_params
+
+    settings, params = split_params(spec)
+    accepted = {str(name): getattr(cls, str(name), None) for name in getattr(cls, "parameters", [])}
+    check_params(spec.id, f"params for {cls.__name__}", params, accepted)
+    vt_symbol = settings.vt_symbol or to_vt_symbol(spec.symbol, options.get("exchange_map"), spec.id)
+    named = named_gateway(settings.gateway.name, settings.gateway.cls, context)
+    setting = gateway_setting(settings.gateway, named, context)
+    if named is None:
+        check_installed(settings.gateway.name, spec.id)
+    if (named is None and settings.gateway.name == "REPLAY") or (named and issubclass(named, ReplayGateway)):
+        replay_settings(setting, spec.id)
+    return cls, CtaPlan(settings, params, vt_symbol, named, setting)
+
+
+@hookimpl
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    check(spec, context)
+
+
+@hookimpl
+def qsm_create_engine(spec: StrategySpec, context: EngineContext) -> Any:
+    cls, plan = check(spec, context)
+    if plan is None:
+        from strategy_manager.plugins import python_engine
+
+        return python_engine.make_engine(spec, cls, context)
 
     from qsm_vnpy.cta import CtaRunner
     from qsm_vnpy.gateways import gateway_class
-    from qsm_vnpy.settings import split_params
-    from qsm_vnpy.symbols import to_vt_symbol
 
-    settings, params = split_params(spec)
-    parameters: list[str] = list(getattr(cls, "parameters", []))
-    unknown = sorted(set(params) - set(parameters))
-    if unknown:
-        raise InvalidStrategy(
-            f"{spec.id}: params {', '.join(unknown)} are not parameters of {cls.__name__} "
-            f"(it has {', '.join(parameters) or 'none'})"
-        )
-    vt_symbol = settings.vt_symbol or to_vt_symbol(spec.symbol, options.get("exchange_map"), spec.id)
-    gateway = gateway_class(settings.gateway.name, settings.gateway.cls, context)
-    secrets = dict(options.get("gateways", {}).get(settings.gateway.name, {}))
-    return CtaRunner(
-        context, settings, cls, params, vt_symbol, gateway, {**secrets, **settings.gateway.setting}
-    )
+    gateway = plan.gateway or gateway_class(plan.settings.gateway.name, None, context)
+    return CtaRunner(context, plan.settings, cls, plan.params, plan.vt_symbol, gateway, plan.setting)
+
+
+def engine_class(dotted: str, context: EngineContext) -> type:
+    """The class ``engine_class`` names: a user engine (any class) from the operator's
+    modules or :data:`ENGINE_MODULES`, else a ``CtaTemplate`` subclass, which the
+    adapter also accepts from :data:`CTA_MODULES`."""
+    from vnpy_ctastrategy.template import CtaTemplate
+
+    if context.classes.admits(dotted, ENGINE_MODULES):
+        return context.load_class(dotted, kind=object, trusted=ENGINE_MODULES)
+    return context.load_class(dotted, kind=CtaTemplate, trusted=CTA_MODULES)
 
 
 @hookimpl

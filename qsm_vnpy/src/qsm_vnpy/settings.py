@@ -28,7 +28,8 @@ class GatewaySettings:
     #: ``package.module.Class`` of a gateway not in the known table.
     cls: str | None = None
     #: What vnpy's ``MainEngine.connect`` passes to the gateway (the keys of its
-    #: ``default_setting``). Secrets may come from ``engine_options.vnpy.gateways``.
+    #: ``default_setting``), limited to the keys a document may set; the rest, and
+    #: every secret, comes from ``engine_options.vnpy.gateways`` (see gateways.py).
     setting: dict[str, Any] = field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -136,6 +137,7 @@ def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
     )
 
 
-def replay_settings(settings: AdapterSettings, sid: str) -> ReplaySettings:
+def replay_settings(setting: dict[str, Any], sid: str) -> ReplaySettings:
+    """The replay gateway's setting (the document's under the operator's) structured."""
     where = f"params.{SETTINGS_KEY}.gateway.setting"
-    return structure_section(settings.gateway.setting, ReplaySettings, sid, where)
+    return structure_section(setting, ReplaySettings, sid, where)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def describe_location(settings: Settings) -> str:
     """Where the configured store is, safe to print: the file, or the masked URI and database."""
-    from strategy_manager.core.settings import mask_uri
+    from strategy_manager.core.masking import mask_uri
 
     if settings.mongo_uri:
         return f"{mask_uri(settings.mongo_uri)} database {settings.mongo_db}"

@@ -42,7 +42,8 @@ from pymongo.write_concern import WriteConcern
 
 from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.errors import SnapshotError, StoreError
-from strategy_manager.core.settings import Settings, mask_uri
+from strategy_manager.core.masking import Redactor, mask_uri, uri_secrets
+from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import describe
 from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
@@ -82,6 +83,7 @@ class MongoStore:
         if not uri:
             raise StoreError("MongoStore needs MONGO_URI")
         self._uri = uri
+        self._redactor = Redactor(uri_secrets(uri))
         self.location = describe_location(settings)
         self.clock = clock or SystemClock()
         self.history = max(1, settings.snapshot_history)
@@ -135,9 +137,7 @@ class MongoStore:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         for cut in (", full error:", ", Timeout:", " (configured timeouts"):
             text = text.split(cut)[0]
-        if self._uri in text:
-            text = text.replace(self._uri, mask_uri(self._uri))
-        return text[:300]
+        return self._redactor.text(text)[:300]
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

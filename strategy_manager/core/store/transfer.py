@@ -10,7 +10,8 @@ reported with the reason and nothing of it is written.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from attrs import define
 from bson import json_util
 
 from strategy_manager.core.errors import InvalidStrategy, QsmError
-from strategy_manager.core.spec import parse_strategy
+from strategy_manager.core.spec import MAX_DEPTH, StrategySpec, parse_strategy
 from strategy_manager.core.store.codec import DOCUMENT_JSON
 from strategy_manager.core.store.protocol import Store
 
@@ -69,9 +70,13 @@ def read_entries(path: Path) -> list[Entry]:
         raise InvalidStrategy(f"{path}: cannot read: {exc.strerror or exc}") from None
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
         try:
-            items = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_pairs)
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InvalidStrategy(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        try:
+            items = json.loads(text, object_pairs_hook=_pairs)
+        except RecursionError:
+            return _entries_one_by_one(path, text)  # one document is nested too deep
         except json.JSONDecodeError as exc:
             raise InvalidStrategy(f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
         except (ValueError, TypeError, KeyError) as exc:
@@ -87,19 +92,75 @@ def read_entries(path: Path) -> list[Entry]:
             entries.append(Entry(f"line {n}", loads(raw.decode("utf-8"))))
         except UnicodeDecodeError as exc:
             entries.append(Entry(f"line {n}", error=f"not UTF-8 text (byte {exc.start} of the line)"))
+        except RecursionError:
+            entries.append(Entry(f"line {n}", error=TOO_DEEP))
         except (ValueError, TypeError, KeyError) as exc:
             entries.append(Entry(f"line {n}", error=_reason(exc)))
     return entries
 
 
-def import_entries(store: Store, entries: Sequence[Entry]) -> list[Outcome]:
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels (the limit)"
+#: A JSON string, or one structural character.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _entries_one_by_one(path: Path, text: str) -> list[Entry]:
+    """The items of a JSON array decoded one at a time, without recursion: an item
+    nested deeper than the limit is reported as such and its neighbours still decode."""
+    entries: list[Entry] = []
+    depth, deepest, start, end = 0, 0, -1, -1
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token.startswith('"'):
+            continue
+        if token in "[{":
+            depth += 1
+            if depth == 1:
+                start, deepest = match.end(), 1
+            deepest = max(deepest, depth)
+        elif token == ",":
+            if depth == 1:
+                entries.append(_one(len(entries) + 1, text[start : match.start()], deepest - 1))
+                start, deepest = match.end(), 1
+        else:
+            depth -= 1
+            if depth == 0:
+                last = text[start : match.start()]
+                if entries or last.strip():
+                    entries.append(_one(len(entries) + 1, last, deepest - 1))
+                end = match.end()
+                break
+    if end < 0 or text[end:].strip():
+        raise InvalidStrategy(f"{path}: not a well-formed JSON array of documents")
+    return entries
+
+
+def _one(number: int, text: str, depth: int) -> Entry:
+    where = f"item {number}"
+    if not text.strip():
+        return Entry(where, error="empty item")
+    if depth > MAX_DEPTH + 1:
+        return Entry(where, error=TOO_DEEP)
+    try:
+        return Entry(where, loads(text))
+    except RecursionError:
+        return Entry(where, error=TOO_DEEP)
+    except (ValueError, TypeError, KeyError) as exc:
+        return Entry(where, error=_reason(exc))
+
+
+def import_entries(
+    store: Store, entries: Sequence[Entry], check: Callable[[Any], StrategySpec] | None = None
+) -> list[Outcome]:
+    """Upsert each valid document; ``check`` (by default :func:`parse_strategy`)
+    returns its spec or raises the QsmError that makes it invalid."""
     outcomes = []
     for entry in entries:
         if entry.error is not None:
             outcomes.append(Outcome(entry.where, "invalid", reason=entry.error))
             continue
         try:
-            spec = parse_strategy(entry.document)
+            spec = (check or parse_strategy)(entry.document)
             result = store.upsert_strategy(entry.document)
         except QsmError as exc:
             outcomes.append(Outcome(entry.where, "invalid", reason=str(exc)))

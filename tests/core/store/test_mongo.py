@@ -29,7 +29,7 @@ def test_an_unreachable_server_is_a_quick_clear_error_with_the_password_masked()
     elapsed = time.monotonic() - started
     message = str(caught.value)
     assert elapsed < 3, elapsed
-    assert "s3cret-pw" not in message and "trader:***@127.0.0.1" in message
+    assert "s3cret-pw" not in message and "trader" not in message and "mongodb://***@127.0.0.1" in message
     assert "within 300 ms" in message and "\n" not in message
 
 
@@ -37,7 +37,7 @@ def test_a_malformed_uri_is_a_clear_error_without_the_password():
     with pytest.raises(StoreError) as caught:
         open_store(Settings(mongo_uri="mongodb://u:pw-secret@host:notaport/", mongo_timeout_ms=300))
     assert "pw-secret" not in str(caught.value)
-    assert "MongoDB mongodb://u:***@host:notaport/" in str(caught.value)
+    assert "MongoDB mongodb://***@***/" in str(caught.value)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from strategy_manager.core.context import EngineContext
 from strategy_manager.core.errors import HookError, SnapshotError
 from strategy_manager.core.hookspecs import hookimpl
 from strategy_manager.core.spec import StrategySpec
+from strategy_manager.core.validation import check_params
 
 
 @hookimpl
@@ -25,6 +26,15 @@ def qsm_engine_info() -> dict[str, Any]:
         "capabilities": ["snapshot", "restore"],
         "description": "grid trading on a generated price stream (adapter template)",
     }
+
+
+@hookimpl
+def qsm_validate_engine(spec: StrategySpec, context: EngineContext) -> None:
+    # Called before a document is stored or started: check, start nothing. The
+    # defaults type the params (a number stays a number); one line naming the field.
+    from qsm_example_engine.grid import PARAMS
+
+    check_params(spec.id, "params for example", spec.params, PARAMS)
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """A deterministic, made-up daily price series: the same seed gives the same bars.
 
-``make_feed`` is a feed factory for documents
-(``{"factory": "qsm_backtrader.examples.prices:make_feed", "kwargs": {"bars": 2000}}``);
+``GeneratedFeed`` is a feed class for documents
+(``{"factory": "qsm_backtrader.examples.prices:GeneratedFeed", "kwargs": {"bars": 2000}}``);
 ``write_csv`` writes the same bars as a CSV file the ``csv`` feed reads back
 exactly (``python -m qsm_backtrader.examples.prices out.csv --bars 3000 --seed 1``).
 """
@@ -13,7 +13,8 @@ import random
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+
+import backtrader as bt
 
 Bar = tuple[datetime, float, float, float, float, float]
 
@@ -45,27 +46,26 @@ def write_csv(path: str | Path, count: int, seed: int = 7) -> Path:
     return path
 
 
-def make_feed(bars: int = 2000, seed: int = 7, start: str = "2015-01-05") -> Any:
-    """A backtrader feed replaying :func:`generate_bars` from memory."""
-    import backtrader as bt
+class GeneratedFeed(bt.feed.DataBase):
+    """A backtrader feed replaying :func:`generate_bars` from memory; its params
+    ``bars``, ``seed`` and ``start`` (ISO date) are the document's ``kwargs``."""
 
-    class GeneratedFeed(bt.feed.DataBase):
-        def start(self) -> None:
-            super().start()
-            self._bars = generate_bars(bars, seed, date.fromisoformat(start))
+    params = (("bars", 2000), ("seed", 7), ("start", "2015-01-05"))
 
-        def _load(self) -> bool:
-            bar = next(self._bars, None)
-            if bar is None:
-                return False
-            dt, *values = bar
-            # daily bars close at the session's end, as backtrader's CSV feeds have it
-            self.lines.datetime[0] = bt.date2num(datetime.combine(dt.date(), self.p.sessionend))
-            self.lines.open[0], self.lines.high[0], self.lines.low[0] = values[:3]
-            self.lines.close[0], self.lines.volume[0] = values[3:]
-            return True
+    def start(self) -> None:
+        super().start()
+        self._bars = generate_bars(self.p.bars, self.p.seed, date.fromisoformat(self.p.start))
 
-    return GeneratedFeed()
+    def _load(self) -> bool:
+        bar = next(self._bars, None)
+        if bar is None:
+            return False
+        dt, *values = bar
+        # daily bars close at the session's end, as backtrader's CSV feeds have it
+        self.lines.datetime[0] = bt.date2num(datetime.combine(dt.date(), self.p.sessionend))
+        self.lines.open[0], self.lines.high[0], self.lines.low[0] = values[:3]
+        self.lines.close[0], self.lines.volume[0] = values[3:]
+        return True
 
 
 def main(argv: Sequence[str] | None = None) -> None:

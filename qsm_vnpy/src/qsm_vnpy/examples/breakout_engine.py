@@ -24,6 +24,9 @@ from qsm_vnpy.bars import read_bars
 
 
 class BreakoutEngine:
+    #: The params a document may set; the adapter refuses any other before it runs.
+    parameters = ("csv", "window", "pace")
+
     def __init__(self, symbol: str, params: dict[str, Any]) -> None:
         self.symbol = symbol
         self.csv = Path(params["csv"])
