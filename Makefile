@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
-.PHONY: demo test install lint bench soak clean
+.PHONY: demo test install lint bench soak dist clean
 
 demo: $(STAMP)
 	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
@@ -42,5 +42,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
 
+# The three wheels, for `pip install --find-links dist "quant-strategy-manager[all]"`.
+# Stale build/ folders are removed first: setuptools would put deleted files back in.
+dist: $(STAMP)
+	rm -rf dist build qsm_backtrader/build qsm_vnpy/build
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist . ./qsm_backtrader ./qsm_vnpy
+	@ls dist
+
 clean:
-	rm -rf $(VENV) .qsm qsm_vnpy/examples/bars-*.csv
+	rm -rf $(VENV) .qsm dist build qsm_backtrader/build qsm_vnpy/build qsm_vnpy/examples/bars-*.csv
