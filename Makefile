@@ -12,11 +12,10 @@ SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 .PHONY: demo test install lint bench soak dist clean
 
 demo: $(STAMP)
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import examples/demo-strategies.json
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_backtrader/src/qsm_backtrader/examples/strategies.json
-	$(BIN)/python -m qsm_vnpy.examples.minute_bars qsm_vnpy/examples/bars-002050.csv --days 25 --seed 3
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_vnpy/examples/strategies.json
+	$(BIN)/python -m qsm_vnpy.examples.minute_bars bars-002050.csv --days 25 --seed 3
+	$(BIN)/strategy-manager --config-dir examples/demo-config examples import demo backtrader vnpy
 	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6.5h
+	@echo "The demo's store: $(BIN)/strategy-manager --config-dir examples/demo-config status"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -50,4 +49,4 @@ dist: $(STAMP)
 	@ls dist
 
 clean:
-	rm -rf $(VENV) .qsm dist build qsm_backtrader/build qsm_vnpy/build qsm_vnpy/examples/bars-*.csv
+	rm -rf $(VENV) .qsm dist build qsm_backtrader/build qsm_vnpy/build bars-*.csv

@@ -108,6 +108,7 @@ def _status_row(store: Any, ident: str, state: str, timeout: float = 10) -> Any:
 @pytest.mark.slow
 def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, bars_csv, oracle):
     data = tmp_path / "data"
+    (tmp_path / "config").mkdir()  # an empty config folder: nothing of the developer's is read
     env = {
         **os.environ,
         "QSM_DATA_DIR": str(data),

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from strategy_manager.cli.output import color_enabled, emit_json
+from strategy_manager.core.errors import StoreError
 
 if TYPE_CHECKING:
     from strategy_manager.core.registry import EngineRegistry
@@ -13,10 +17,16 @@ if TYPE_CHECKING:
     from strategy_manager.core.store import Store
 
 
+class NoStore(StoreError):
+    """A read-only command found no store: it never creates one."""
+
+
 class App:
-    def __init__(self, config_dir: str | None, debug: bool) -> None:
+    def __init__(self, config_dir: str | None, debug: bool, quiet: bool = False) -> None:
         self.config_dir = config_dir
         self.debug = debug
+        self.quiet = quiet
+        self.color = color_enabled()
         self._store: Store | None = None
 
     @functools.cached_property
@@ -35,8 +45,19 @@ class App:
 
         return EngineRegistry.from_entry_points(self.settings)
 
-    def store(self) -> Store:
+    def store_exists(self) -> bool:
+        """False only for an embedded store whose file is not there yet."""
+        return bool(self.settings.mongo_uri) or Path(self.settings.embedded_path).is_file()
+
+    def store(self, create: bool = False) -> Store:
+        """The configured store. Only commands that write documents or run pass
+        ``create=True``; the others say there is no store rather than make one."""
         if self._store is None:
+            if not create and not self.store_exists():
+                raise NoStore(
+                    f"no store at {self.settings.embedded_path}: nothing was imported or run with "
+                    f"this configuration (see 'strategy-manager config')"
+                )
             from strategy_manager.core.store import open_store
 
             self._store = open_store(self.settings)
@@ -45,8 +66,4 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
-
-def emit_json(data: Any) -> None:
-    import json
-
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+__all__ = ["App", "NoStore", "emit_json", "pass_app"]

@@ -1,8 +1,9 @@
 """Every ```console block in docs/ runs, and prints what the page says it prints.
 
 In a block, a line starting with ``$ `` is a command (run with bash in a fresh
-folder holding a copy of examples/, one folder per page, so a page's commands
-build on each other); the lines up to the next command are its expected output.
+folder holding a copy of examples/, one folder and one home per page, so a page's
+commands build on each other); the lines up to the next command are its expected
+output.
 ``...`` on a line of its own stands for any number of lines; inside a line, for any
 text. Run with ``UPDATE_DOCS=1`` to write the actual output back into the page
 (then put ``...`` where the output varies from run to run: times, pids, paths).
@@ -51,9 +52,12 @@ def test_console_blocks_run_as_shown(page: Path, tmp_path: Path, monkeypatch) ->
     text = page.read_text()
     blocks = BLOCK.findall(text)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QSM_", "MONGO_", "ENABLE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QSM_", "MONGO_", "ENABLE_", "XDG_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["COLUMNS"] = "100"
+    # A home of its own: outside a project folder the store goes in the user data directory.
+    env["HOME"] = str(tmp_path / "home")
+    env["TZ"] = "UTC"  # the local zone of the times shown
     failures, updated = [], text
     for block in blocks:
         new_block = block

@@ -65,3 +65,24 @@ def test_the_core_extras_name_the_adapters_with_their_version_and_a_testing_extr
 @pytest.mark.parametrize("package", ["strategy_manager", "qsm_backtrader/src/qsm_backtrader", "qsm_vnpy/src/qsm_vnpy"])
 def test_every_package_is_marked_typed(package):
     assert (ROOT / package / "py.typed").is_file()
+
+
+README_URL = "https://github.com/quant-strategy-manager/quant-strategy-manager/"
+
+
+@pytest.mark.parametrize("name", PROJECTS)
+def test_readme_links_work_on_a_package_index_page(name):
+    """A package index shows the README alone: every link is absolute, and those into
+    the repository name a file or folder that exists."""
+    import re
+
+    readme = PROJECTS[name] / project(PROJECTS[name])["readme"]
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme.read_text())
+    for target in targets:
+        assert target.startswith("https://"), f"{readme.name}: relative link {target!r}"
+        if target.startswith(README_URL):
+            kind, branch, path = target.removeprefix(README_URL).split("/", 2)
+            assert (kind, branch) in (("blob", "main"), ("tree", "main")), target
+            assert (ROOT / path).exists(), f"{readme.name}: {target} names no file in the repository"
+    for url in project(PROJECTS[name])["urls"].values():
+        assert url.startswith(README_URL.rstrip("/"))

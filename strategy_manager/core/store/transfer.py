@@ -67,6 +67,11 @@ def read_entries(path: Path) -> list[Entry]:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidStrategy(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_entries(data, str(path))
+
+
+def parse_entries(data: bytes, path: str) -> list[Entry]:
+    """The documents in ``data`` read from ``path`` (a file name, or ``<stdin>``)."""
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
         try:
             items = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_pairs)
