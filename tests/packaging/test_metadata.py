@@ -86,3 +86,12 @@ def test_readme_links_work_on_a_package_index_page(name):
             assert (ROOT / path).exists(), f"{readme.name}: {target} names no file in the repository"
     for url in project(PROJECTS[name])["urls"].values():
         assert url.startswith(README_URL.rstrip("/"))
+
+
+def test_the_readme_install_commands_are_the_ones_ci_runs():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "wheels").read_text()
+    for command in ('pip install ".[all]" ./qsm_backtrader ./qsm_vnpy', 'pip install --find-links dist "quant-strategy-manager[all]"'):
+        assert command in readme
+    assert 'pip install --quiet --dry-run ".[all]" ./qsm_backtrader ./qsm_vnpy' in ci
+    assert '--find-links "$repo/dist" "quant-strategy-manager[all]==$version"' in ci
+    assert ".ci/wheels" in (ROOT / ".ci" / "run").read_text()
