@@ -66,4 +66,22 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
-__all__ = ["App", "NoStore", "emit_json", "pass_app"]
+
+def _quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    app = ctx.find_object(App)
+    if value and app is not None:
+        app.quiet = True
+    return value
+
+
+#: ``-q`` after the command too (``strategies import big.json -q``), as before it.
+quiet_option = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    expose_value=False,
+    callback=_quiet,
+    help="No progress bar, events or summary line; errors still show.",
+)
+
+__all__ = ["App", "NoStore", "emit_json", "pass_app", "quiet_option"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from strategy_manager.cli.app import App, pass_app
+from strategy_manager.cli.app import App, pass_app, quiet_option
 from strategy_manager.cli.output import emit_json, table
 from strategy_manager.cli.strategies import report_import
 from strategy_manager.core.examples import copy_engine_template, find_examples, get_example
@@ -44,6 +44,7 @@ def list_(as_json: bool) -> None:
 @examples.command("import")
 @click.argument("names", metavar="NAME...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@quiet_option
 @pass_app
 def import_(app: App, names: tuple[str, ...], as_json: bool) -> None:
     """Import the examples NAME... into the store, as 'strategies import' would.

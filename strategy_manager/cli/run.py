@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import attrs
 import click
 
-from strategy_manager.cli.app import App, pass_app
+from strategy_manager.cli.app import App, pass_app, quiet_option
 from strategy_manager.cli.completion import strategy_ids
 from strategy_manager.cli.output import (
     ATTENTION,
@@ -93,6 +93,7 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     show_default=True,
     help="Transitions as text lines, or JSON lines (one object per event, then the summary).",
 )
+@quiet_option
 @pass_app
 def run(
     app: App,

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import click
 
-from strategy_manager.cli.app import App, pass_app
+from strategy_manager.cli.app import App, pass_app, quiet_option
 from strategy_manager.cli.completion import strategy_ids
 from strategy_manager.cli.output import emit_json, paint_state, progress, progress_wanted, shown_time, table
 from strategy_manager.core.errors import InvalidStrategy, StoreError
@@ -169,6 +169,7 @@ def _done(app: App, action: str, ident: str, document: Any, as_json: bool) -> No
 @strategies.command("import")
 @click.argument("file", metavar="FILE|-", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@quiet_option
 @pass_app
 def import_(app: App, file: str, as_json: bool) -> None:
     """Upsert documents from FILE (a JSON array or JSON lines; - reads stdin) on their natural key.

@@ -172,8 +172,9 @@ def test_a_large_import_prints_one_line_piped_a_progress_bar_on_a_terminal_and_n
     assert code == 0, screen
     assert "importing" in screen and "1000/1000" in screen  # the bar, at its end
     assert screen.rstrip().endswith("0 inserted, 1000 updated, 0 invalid")
-    code, screen = run_on_terminal("-q", "strategies", "import", str(path))
-    assert (code, screen) == (0, "")
+    for args in (["-q", "strategies", "import", str(path)], ["strategies", "import", str(path), "--quiet"]):
+        code, screen = run_on_terminal(*args)
+        assert (code, screen) == (0, ""), args
     path.write_text(json.dumps([*many(2), {"user_id": "u"}]))
     quiet = run_cli("-q", "strategies", "import", str(path))
     assert quiet.returncode == 1
@@ -270,6 +271,7 @@ def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_pa
     quiet = run_cli("-q", "run", "--for", "1s", "--poll-interval", "0.1", env=env)
     assert quiet.returncode == 0 and quiet.stdout == ""  # no events, no summary
     assert " ERROR " in quiet.stderr and " INFO " not in quiet.stderr
+    assert run_cli("run", "-q", "--for", "0s", env=env).stdout == ""
 
 
 def test_run_events_as_json_lines():
