@@ -155,10 +155,10 @@ def add(
     if store.get_strategy(spec.id) is not None:
         raise StoreError(f"strategy {spec.id}: already exists (use 'strategies edit' or 'import')")
     store.upsert_strategy(document)
-    _done(app, "added", spec.id, store.get_strategy(spec.id), as_json)
+    _done("added", spec.id, store.get_strategy(spec.id), as_json)
 
 
-def _done(app: App, action: str, ident: str, document: Any, as_json: bool) -> None:
+def _done(action: str, ident: str, document: Any, as_json: bool) -> None:
     """What a command that changed one document prints: a line, or JSON with the document."""
     if as_json:
         emit_json({"action": action, "id": ident, "document": document})
@@ -220,7 +220,7 @@ def _set_enabled(app: App, ident: str, enabled: bool, as_json: bool) -> None:
     store = app.store()
     _found(store, ident)
     document = store.update_strategy(ident, {"enabled": enabled})
-    _done(app, "enabled" if enabled else "disabled", describe(document), document, as_json)
+    _done("enabled" if enabled else "disabled", describe(document), document, as_json)
 
 
 @strategies.command()
@@ -270,7 +270,7 @@ def edit(app: App, ident: str, params: str, as_json: bool) -> None:
     parse_strategy({**current, "params": merged})
     document = store.update_strategy(ident, {"params": merged})
     if as_json:
-        _done(app, "edited", describe(document), document, as_json)
+        _done("edited", describe(document), document, as_json)
         return
     click.echo(f"edited {describe(document)}: params {json.dumps(document['params'], ensure_ascii=False)}")
 
@@ -292,7 +292,7 @@ def remove(app: App, ident: str, yes: bool, as_json: bool) -> None:
         click.confirm(f"remove {name}? (its snapshots are kept)", abort=True, err=True)
     if not store.remove_strategy(ident):
         raise StoreError(f"strategy {ident}: not found")
-    _done(app, "removed", name, document, as_json)
+    _done("removed", name, document, as_json)
 
 
 @click.group()
