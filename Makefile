@@ -9,15 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
-.PHONY: demo test install lint bench soak clean
+.PHONY: demo test install lint bench soak dist clean
 
 demo: $(STAMP)
+	$(BIN)/python -m qsm_vnpy.examples.minute_bars bars-002050.csv --days 25 --seed 3
 	@# --force: one demo strategy names an engine ('ib') that is not installed, to show BLOCKED
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import --force examples/demo-strategies.json
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_backtrader/src/qsm_backtrader/examples/strategies.json
-	$(BIN)/python -m qsm_vnpy.examples.minute_bars qsm_vnpy/examples/bars-002050.csv --days 25 --seed 3
-	$(BIN)/strategy-manager --config-dir examples/demo-config strategies import qsm_vnpy/examples/strategies.json
+	$(BIN)/strategy-manager --config-dir examples/demo-config examples import --force demo backtrader vnpy
 	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6.5h
+	@echo "The demo's store: $(BIN)/strategy-manager --config-dir examples/demo-config status"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -43,5 +42,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
 
+# The three wheels, for `pip install --find-links dist "quant-strategy-manager[all]"`.
+# Stale build/ folders are removed first: setuptools would put deleted files back in.
+dist: $(STAMP)
+	rm -rf dist build qsm_backtrader/build qsm_vnpy/build
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist . ./qsm_backtrader ./qsm_vnpy
+	@ls dist
+
 clean:
-	rm -rf $(VENV) .qsm qsm_vnpy/examples/bars-*.csv
+	rm -rf $(VENV) .qsm dist build qsm_backtrader/build qsm_vnpy/build bars-*.csv

@@ -17,8 +17,11 @@ def _isolated_config(tmp_path_factory, monkeypatch):
         if var.startswith(("QSM_", "MONGO_", "ENABLE_")) and var != "QSM_TEST_MONGO_URI":
             monkeypatch.delenv(var)
     home = tmp_path_factory.mktemp("home")
+    (home / "config").mkdir()
     monkeypatch.setenv("QSM_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("QSM_DATA_DIR", str(home / "data"))
+    # where the user data directory is when a test leaves data_dir unset
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
 
 
 def run_cli(

@@ -70,6 +70,7 @@ def _holding(orchestrator: MultiStrategyOrchestrator, ident: str) -> bool:
 @pytest.mark.slow
 def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, prices_csv, sma_oracle):
     data = tmp_path / "data"
+    (tmp_path / "config").mkdir()  # an empty config folder: nothing of the developer's is read
     env = {**os.environ, "QSM_DATA_DIR": str(data), "QSM_SNAPSHOT_INTERVAL": "0.2",
            "QSM_CONFIG_DIR": str(tmp_path / "config")}
     store = open_store(Settings(data_dir=str(data)))

@@ -161,6 +161,7 @@ def test_a_sigkilled_orchestrator_resumes_exactly(tmp_path, request, name):
         expected = request.getfixturevalue("stop_oracles")[name].trades
         doc = document("k", csv, STOP_STRATEGIES[name], {}, pace=2000, history_limit=5000)
     data = tmp_path / "data"
+    (tmp_path / "config").mkdir()  # an empty config folder: nothing of the developer's is read
     env = {
         **os.environ,
         "QSM_DATA_DIR": str(data),

@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from strategy_manager.core.errors import QsmError
-from strategy_manager.core.masking import Redactor
+from strategy_manager.cli.output import color_enabled, emit_json
+from strategy_manager.core.errors import QsmError, StoreError
+from strategy_manager.core.masking import RedactingFilter, Redactor
 
 if TYPE_CHECKING:
     from strategy_manager.core.registry import EngineRegistry
@@ -28,9 +31,24 @@ class RedactingStream(io.TextIOBase):
         self.stream = stream
         self._redactor = redactor
 
-    def write(self, text: str) -> int:
+    def write(self, text: str | bytes) -> int:  # type: ignore[override]
+        if isinstance(text, bytes):  # click writes bytes (shell completion, echo of bytes)
+            encoding = self.encoding
+            masked = self._redactor().text(text.decode(encoding, "replace")).encode(encoding, "replace")
+            target = getattr(self.stream, "buffer", None)
+            if target is not None:
+                self.stream.flush()
+                target.write(masked)
+            else:
+                self.stream.write(masked.decode(encoding, "replace"))
+            return len(text)
         self.stream.write(self._redactor().text(text))
         return len(text)
+
+    @property
+    def buffer(self) -> RedactingStream:
+        """Binary writes go through the same masking (click looks for ``buffer``)."""
+        return self
 
     def flush(self) -> None:
         self.stream.flush()
@@ -81,6 +99,16 @@ class OutputGuard:
         declared = registry.secret_options() if registry is not None else {}
         self.redactor = Redactor.for_settings(settings, declared)
 
+    def log_filter(self) -> logging.Filter:
+        """A filter that masks log records as this guard masks output (for a log file)."""
+        guard = self
+
+        class Masking(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                return RedactingFilter(guard.redactor).filter(record)
+
+        return Masking()
+
 
 class _GuardedStream(RedactingStream):
     def __init__(self, stream: Any, guard: OutputGuard) -> None:
@@ -88,11 +116,19 @@ class _GuardedStream(RedactingStream):
         self.guard = guard
 
 
+class NoStore(StoreError):
+    """A read-only command found no store: it never creates one."""
+
+
 class App:
-    def __init__(self, config_dir: str | None, debug: bool, guard: OutputGuard | None = None) -> None:
+    def __init__(
+        self, config_dir: str | None, debug: bool, quiet: bool = False, guard: OutputGuard | None = None
+    ) -> None:
         self.config_dir = config_dir
         self.debug = debug
+        self.quiet = quiet
         self.guard = guard
+        self.color = color_enabled()
         self._store: Store | None = None
 
     @functools.cached_property
@@ -122,8 +158,19 @@ class App:
             registry = self.__dict__["registry"] = EngineRegistry.from_entry_points(settings)
         return registry
 
-    def store(self) -> Store:
+    def store_exists(self) -> bool:
+        """False only for an embedded store whose file is not there yet."""
+        return bool(self.settings.mongo_uri) or Path(self.settings.embedded_path).is_file()
+
+    def store(self, create: bool = False) -> Store:
+        """The configured store. Only commands that write documents or run pass
+        ``create=True``; the others say there is no store rather than make one."""
         if self._store is None:
+            if not create and not self.store_exists():
+                raise NoStore(
+                    f"no store at {self.settings.embedded_path}: nothing was imported or run with "
+                    f"this configuration (see 'strategy-manager config')"
+                )
             from strategy_manager.core.store import open_store
 
             self._store = open_store(self.settings)
@@ -133,7 +180,21 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-def emit_json(data: Any) -> None:
-    import json
+def _quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    app = ctx.find_object(App)
+    if value and app is not None:
+        app.quiet = True
+    return value
 
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+
+#: ``-q`` after the command too (``strategies import big.json -q``), as before it.
+quiet_option = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    expose_value=False,
+    callback=_quiet,
+    help="No progress bar, events or summary line; errors still show.",
+)
+
+__all__ = ["App", "NoStore", "OutputGuard", "emit_json", "pass_app", "quiet_option"]

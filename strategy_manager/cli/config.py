@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
 import click
 
-from strategy_manager.cli.app import App, emit_json, pass_app
+from strategy_manager.cli.app import App, pass_app
+from strategy_manager.cli.output import emit_json
 from strategy_manager.core.masking import settings_view
 from strategy_manager.core.settings import LoadedSettings, Settings
 from strategy_manager.core.store import describe_location
@@ -20,7 +22,7 @@ SOURCE_NAMES = {
 }
 
 
-def store_choice(loaded: LoadedSettings) -> dict[str, str]:
+def store_choice(loaded: LoadedSettings) -> dict[str, Any]:
     """Which store the settings select, where it is, and why; never opens it."""
     settings, source = loaded.settings, loaded.sources["mongo_uri"]
     where = _source_text(loaded, source)
@@ -32,11 +34,17 @@ def store_choice(loaded: LoadedSettings) -> dict[str, str]:
             "text": f"MongoDB at {describe_location(settings)} (MONGO_URI from {where})",
         }
     reason = "no MONGO_URI at any level" if source == "default" else f"MONGO_URI is empty in {where}"
+    if loaded.data_dir_default == "user data directory":
+        reason += "; the user data directory, as the current folder has no config/ or .qsm/"
+    exists = Path(settings.embedded_path).is_file()
     return {
         "kind": "embedded",
         "location": describe_location(settings),
+        "path": str(settings.embedded_path),
+        "exists": exists,
         "reason": reason,
-        "text": f"embedded SQLite at {describe_location(settings)} ({reason})",
+        "text": f"embedded SQLite at {describe_location(settings)} ({reason})"
+        + ("" if exists else "\n  not created yet: 'strategies import' or 'run' creates it"),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -13,9 +14,22 @@ from zoneinfo import ZoneInfo
 import attrs
 import click
 
-from strategy_manager.cli.app import App, emit_json, pass_app
+from strategy_manager.cli.app import App, pass_app, quiet_option
+from strategy_manager.cli.completion import strategy_ids
+from strategy_manager.cli.logs import log_file_set
+from strategy_manager.cli.output import (
+    ATTENTION,
+    emit_json,
+    emit_json_line,
+    paint_state,
+    shown_time,
+    table,
+)
 from strategy_manager.core.clock import Clock, SimClock, SystemClock
 from strategy_manager.core.errors import QsmError
+
+#: How many strategies needing attention a run's summary names; status lists them all.
+SUMMARY_ATTENTION_LINES = 20
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 
@@ -28,13 +42,17 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def parse_instant(text: str) -> datetime:
+def parse_instant(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not an ISO time such as 2026-11-24T09:00+08:00") from None
+        raise click.BadParameter(
+            f"{text!r} is not an ISO time such as 2026-11-24T09:00+08:00", param_hint=option
+        ) from None
     if value.tzinfo is None:
-        raise click.BadParameter(f"{text!r} needs a UTC offset, e.g. 2026-11-24T09:00+08:00")
+        raise click.BadParameter(
+            f"{text!r} needs a UTC offset, e.g. 2026-11-24T09:00+08:00", param_hint=option
+        )
     return value
 
 
@@ -42,7 +60,7 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     if kind == "sim":
         if not start:
             raise click.UsageError("--clock sim needs --start")
-        return SimClock(parse_instant(start), speed)
+        return SimClock(parse_instant(start, "--start"), speed)
     return SystemClock()
 
 
@@ -56,8 +74,28 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     help="sim: a simulated clock from --start running --speed times faster.",
 )
 @click.option("--start", default=None, help="Simulated start, ISO with offset: 2026-11-24T09:00+08:00.")
-@click.option("--speed", type=float, default=60.0, show_default=True, help="Simulated clock speed.")
-@click.option("--poll-interval", type=float, default=None, help="Seconds between store polls.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Simulated clock speed.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds between store polls.",
+)
+@click.option(
+    "--events",
+    "events_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Transitions as text lines, or JSON lines (one object per event, then the summary).",
+)
+@quiet_option
 @pass_app
 def run(
     app: App,
@@ -66,8 +104,14 @@ def run(
     start: str | None,
     speed: float,
     poll_interval: float | None,
+    events_format: str,
 ) -> None:
-    """Run the orchestrator: start, pause and stop strategies by their schedule."""
+    """Run the orchestrator: start, pause and stop strategies by their schedule.
+
+    Prints each transition as it happens, then a summary: the count of strategies in
+    each state and those needing attention ('status' lists them all). -q prints
+    neither; --events json prints both as JSON lines.
+    """
     from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 
     settings = app.settings
@@ -75,20 +119,38 @@ def run(
         settings = attrs.evolve(settings, poll_interval=poll_interval)
     clock = make_clock(clock_kind, start, speed)
     seconds = parse_duration(duration) if duration else None
+    as_json = events_format == "json"
 
     # Simulated runs speak in the time zone their start was given in.
-    zone = parse_instant(start).tzinfo if clock_kind == "sim" and start else None
+    zone = parse_instant(start, "--start").tzinfo if clock_kind == "sim" and start else None
 
     def show(kind: str, ident: str, detail: str) -> None:
-        stamp = clock.now().astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(f"{stamp}  {kind:<9} {ident}  {detail}")
+        if as_json:
+            emit_json_line({"time": clock.now(), "event": kind, "strategy_id": ident, "detail": detail})
+        elif not app.quiet:
+            click.echo(f"{shown_time(clock.now(), zone)}  {kind:<9} {ident}  {detail}")
 
-    store = app.store()
+    events_log = logging.getLogger("strategy_manager.events")
+    if not app.quiet and not log_file_set():
+        # The events are printed above; the same records on stderr would say it twice.
+        events_log.disabled = True
+        click.get_current_context().call_on_close(lambda: setattr(events_log, "disabled", False))
+    store = app.store(create=True)
     orchestrator = MultiStrategyOrchestrator(settings, store, app.registry, clock, on_event=show)
-    click.echo(
-        f"orchestrator {orchestrator.owner}: store {store.kind} at {store.location}; "
-        f"clock {clock_kind}" + (f" from {start} at x{speed:g}" if clock_kind == "sim" else "")
-    )
+    sim = f" from {start} at x{speed:g}" if clock_kind == "sim" else ""
+    if as_json:
+        emit_json_line(
+            {
+                "time": clock.now(),
+                "event": "begin",
+                "owner": orchestrator.owner,
+                "store": f"{store.kind} at {store.location}",
+                "clock": clock_kind + sim,
+            }
+        )
+    elif not app.quiet:
+        where = f"store {store.kind} at {store.location}"
+        click.echo(f"orchestrator {orchestrator.owner}: {where}; clock {clock_kind}{sim}")
 
     def on_signal(signum: int, _frame: Any) -> None:
         if orchestrator._stopping.is_set():
@@ -100,7 +162,12 @@ def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     orchestrator.run(seconds)
-    summary(orchestrator.list_workers())
+    workers = orchestrator.list_workers()
+    if as_json:
+        emit_json_line({"time": clock.now(), "event": "summary", **summarize(workers)})
+    elif not app.quiet:
+        for line in summary_lines(workers, app.color):
+            click.echo(line)
     if orchestrator.fatal is not None:
         click.echo(f"error: {orchestrator.fatal}", err=True)
     _exit_despite_leaked_threads(1 if orchestrator.fatal is not None else 0)
@@ -126,24 +193,55 @@ def _exit_despite_leaked_threads(code: int) -> None:
     os._exit(code)
 
 
-def summary(workers: list[dict[str, Any]]) -> None:
+def needs_attention(worker: dict[str, Any]) -> bool:
+    return worker["state"] in ATTENTION or bool(worker.get("last_error"))
+
+
+def summarize(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts per state, and every strategy needing attention (as JSON data)."""
     counts = Counter(w["state"] for w in workers)
-    click.echo(
-        f"summary: {len(workers)} strategies; "
-        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    )
-    for w in workers:
-        problem = f"  ({w['last_error']})" if w.get("last_error") else ""
-        click.echo(
-            f"  {w['strategy_id']:<40} {w['state']:<9} starts={w['starts']} restarts={w['restarts']}{problem}"
-        )
+    return {
+        "strategies": len(workers),
+        "counts": dict(sorted(counts.items())),
+        "attention": [
+            {k: w.get(k) for k in ("strategy_id", "state", "restarts", "last_error")}
+            for w in workers
+            if needs_attention(w)
+        ],
+    }
+
+
+def summary_lines(workers: list[dict[str, Any]], color: bool = False) -> list[str]:
+    """A summary that stays short at any fleet size: one line of counts per state, then
+    at most SUMMARY_ATTENTION_LINES strategies that need attention."""
+    data = summarize(workers)
+    lines = [
+        f"summary: {data['strategies']} strategies; "
+        + ", ".join(f"{n} {paint_state(state, color=color)}" for state, n in data["counts"].items())
+    ]
+    attention = data["attention"]
+    if not attention:
+        return lines
+    lines.append(f"needing attention ({len(attention)}):")
+    shown = attention[:SUMMARY_ATTENTION_LINES]
+    rows = [[w["strategy_id"], w["state"], f"restarts={w['restarts']}", w["last_error"] or ""] for w in shown]
+    lines += [
+        "  " + line
+        for line in table(["", "", "", ""], rows, paint={1: lambda s, n: paint_state(s, n, color)})[1:]
+    ]
+    if len(attention) > len(shown):
+        lines.append(f"  ... and {len(attention) - len(shown)} more: strategy-manager status")
+    return lines
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Every strategy's runtime state, as the running orchestrator last wrote it."""
+    """Every strategy's runtime state, as the running orchestrator last wrote it.
+
+    Times are in the local zone, with their UTC offset.
+    """
     records = sorted(app.store().read_status(), key=lambda r: r.strategy_id)
     if as_json:
         emit_json([attrs.asdict(r) for r in records])
@@ -151,34 +249,42 @@ def status(app: App, as_json: bool) -> None:
     if not records:
         click.echo("no status yet: start the orchestrator with 'strategy-manager run'")
         return
-    click.echo(f"{'STRATEGY':<36} {'STATE':<9} {'ENGINE':<10} {'RESTARTS':>8}  {'HEARTBEAT':<20} NEXT")
+    rows = []
     for r in records:
-        beat = r.heartbeat.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.heartbeat else "-"
         nxt = (
-            f"{r.next_transition} {r.next_transition_at.astimezone().strftime('%m-%d %H:%M')}"
+            f"{r.next_transition} {shown_time(r.next_transition_at)}"
             if r.next_transition and r.next_transition_at
             else "-"
         )
-        click.echo(
-            f"{r.strategy_id:<36} {r.state:<9} {r.engine or '-':<10} {r.restarts:>8}  {beat:<20} {nxt}"
-        )
+        rows.append([r.strategy_id, r.state, r.engine, r.restarts, shown_time(r.heartbeat), nxt])
+    lines = table(
+        ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT"],
+        rows,
+        right=(3,),
+        paint={1: lambda s, n: paint_state(s, n, app.color)},
+    )
+    click.echo(lines[0])
+    for r, line in zip(records, lines[1:], strict=True):
+        click.echo(line)
         if r.last_error:
             click.echo(f"    error: {r.last_error}")
 
 
 @click.command()
-@click.argument("ident", required=False)
-@click.option("--next", "count", type=int, default=6, show_default=True, help="Transitions to show.")
+@click.argument("ident", metavar="[ID]", required=False, shell_complete=strategy_ids)
+@click.option(
+    "--next", "count", type=click.IntRange(min=1), default=6, show_default=True, help="Transitions to show."
+)
 @click.option("--at", "at", default=None, help="Preview from this ISO time instead of now.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def schedule(app: App, ident: str | None, count: int, at: str | None, as_json: bool) -> None:
-    """Preview each strategy's next transitions, in exchange and local time."""
+    """Preview each strategy's next transitions, in exchange and local time (with UTC offsets)."""
     from strategy_manager.core.lifecycle import LifecycleManager
     from strategy_manager.core.spec import parse_strategy
 
     lifecycle = LifecycleManager(app.settings)
-    now = parse_instant(at) if at else SystemClock().now()
+    now = parse_instant(at, "--at") if at else SystemClock().now()
     documents = app.store().list_strategies()
     if ident is not None:
         documents = [d for d in documents if _matches(d, ident)]
@@ -214,7 +320,9 @@ def schedule(app: App, ident: str | None, count: int, at: str | None, as_json: b
             f"lunch break {item['lunch_break']}"
         )
         for t in item["transitions"]:
-            click.echo(f"  {t['kind']:<6} {t['exchange_time']}  (local {t['local_time']})  {t['why']}")
+            exchange, local = (datetime.fromisoformat(t[k]) for k in ("exchange_time", "local_time"))
+            when = f"{shown_time(exchange, exchange.tzinfo)}  (local {shown_time(local)})"
+            click.echo(f"  {t['kind']:<6} {when}  {t['why']}")
         if not item["transitions"]:
             click.echo("  runs continuously" if item["mode"] == "always" else "  nothing scheduled")
 
@@ -236,8 +344,8 @@ def _transitions(
                         "kind": kind,
                         "why": why + (" (assumed regular hours)" if w.assumed else ""),
                         "utc": when.astimezone(ZoneInfo("UTC")).isoformat(),
-                        "exchange_time": when.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z"),
-                        "local_time": when.astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+                        "exchange_time": when.astimezone(tz).isoformat(),
+                        "local_time": when.astimezone().isoformat(),
                     }
                 )
     return result

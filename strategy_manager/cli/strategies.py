@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,19 @@ from typing import Any
 import attrs
 import click
 
-from strategy_manager.cli.app import App, emit_json, pass_app
+from strategy_manager.cli.app import App, pass_app, quiet_option
+from strategy_manager.cli.completion import strategy_ids
+from strategy_manager.cli.output import emit_json, paint_state, progress, progress_wanted, shown_time, table
 from strategy_manager.core.errors import InvalidStrategy, StoreError
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
 from strategy_manager.core.store import Store, transfer
 from strategy_manager.core.store.codec import natural_key, split_ident
+
+#: Documents upserted between two moves of the progress bar.
+IMPORT_CHUNK = 200
+
+ID_ARGUMENT = click.argument("ident", metavar="ID", shell_complete=strategy_ids)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _json_option(text: str | None, what: str) -> Any:
@@ -91,7 +101,7 @@ def strategies() -> None:
 
 @strategies.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include disabled strategies.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@JSON_OPTION
 @pass_app
 def list_(app: App, show_all: bool, as_json: bool) -> None:
     """Every strategy, invalid ones too (with the field and the reason)."""
@@ -104,11 +114,13 @@ def list_(app: App, show_all: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no strategies" + ("" if show_all else " enabled (--all shows disabled ones)"))
         return
-    click.echo(f"{'ID':<40} {'ENGINE':<12} {'ENABLED':<8} STATUS")
+    cells = []
     for r in rows:
         status = "ok" if r["valid"] else f"INVALID: {r['error']}"
         enabled = {True: "yes", False: "no"}.get(r["enabled"], repr(r["enabled"]))
-        click.echo(f"{r['id']:<40} {r['engine'] or '-':<12} {enabled:<8} {status}")
+        cells.append([r["id"], r["engine"], enabled, status])
+    for line in table(["ID", "ENGINE", "ENABLED", "STATUS"], cells):
+        click.echo(line)
 
 
 @strategies.command()
@@ -122,6 +134,7 @@ def list_(app: App, show_all: bool, as_json: bool) -> None:
 @click.option("--schedule", default=None, help="Schedule overrides, a JSON object.")
 @click.option("--disabled", is_flag=True, help="Add it disabled.")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
+@JSON_OPTION
 @pass_app
 def add(
     app: App,
@@ -135,6 +148,7 @@ def add(
     schedule: str | None,
     disabled: bool,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Add one strategy; an existing ID is refused (use edit or import).
 
@@ -158,38 +172,65 @@ def add(
             document[name] = value
     document.setdefault("params", {})
     spec = _checked(app, document, force)
-    store = app.store()
+    store = app.store(create=True)
     if store.get_strategy(spec.id) is not None:
         raise StoreError(f"strategy {spec.id}: already exists (use 'strategies edit' or 'import')")
     store.upsert_strategy(document)
-    click.echo(f"added {spec.id}")
+    _done("added", spec.id, store.get_strategy(spec.id), as_json)
+
+
+def _done(action: str, ident: str, document: Any, as_json: bool) -> None:
+    """What a command that changed one document prints: a line, or JSON with the document."""
+    if as_json:
+        emit_json({"action": action, "id": ident, "document": document})
+    else:
+        click.echo(f"{action} {ident}")
 
 
 @strategies.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", metavar="FILE|-", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
+@quiet_option
 @pass_app
-def import_(app: App, file: Path, as_json: bool, force: bool) -> None:
-    """Upsert documents from FILE (a JSON array or JSON lines) on their natural key.
+def import_(app: App, file: str, as_json: bool, force: bool) -> None:
+    """Upsert documents from FILE (a JSON array or JSON lines; - reads stdin) on their natural key.
 
     Each document is all-or-nothing and checked by its engine first; invalid ones are
-    reported with the reason and the others still land. Exit status 1 when any was
-    invalid.
+    reported with the reason and the others still land. Prints the invalid ones and
+    one summary line (a progress bar too on a terminal; -q: the invalid ones only).
+    Exit status 1 when any was invalid.
     """
+    if file == "-":
+        entries = transfer.parse_entries(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        entries = transfer.read_entries(Path(file))
+    report_import(app, entries, as_json, force)
+
+
+def report_import(app: App, entries: Sequence[transfer.Entry], as_json: bool, force: bool = False) -> None:
+    """Import ``entries`` in chunks (the progress bar moves between them) and report."""
+    store = app.store(create=True)
     check = None if force else functools.partial(_checked, app, force=False)
-    outcomes = transfer.import_entries(app.store(), transfer.read_entries(file), check)
+    outcomes: list[transfer.Outcome] = []
+    with progress(len(entries), "importing", progress_wanted(app.quiet or as_json)) as advance:
+        for start in range(0, len(entries), IMPORT_CHUNK):
+            chunk = entries[start : start + IMPORT_CHUNK]
+            outcomes.extend(transfer.import_entries(store, chunk, check))
+            advance(len(chunk))
     counts = {k: sum(o.result == k for o in outcomes) for k in ("inserted", "updated", "invalid")}
     if as_json:
         emit_json({"counts": counts, "documents": [attrs.asdict(o) for o in outcomes]})
     else:
         for o in outcomes:
+            if o.result == "invalid":
+                click.echo(f"{o.where}: invalid: {o.reason}")
+        if not app.quiet:
             click.echo(
-                f"{o.where}: {o.result} {o.ident or ''}".rstrip() + (f": {o.reason}" if o.reason else "")
+                f"{counts['inserted']} inserted, {counts['updated']} updated, {counts['invalid']} invalid"
             )
-        click.echo(f"{counts['inserted']} inserted, {counts['updated']} updated, {counts['invalid']} invalid")
     if counts["invalid"]:
-        raise SystemExit(1)
+        sys.exit(1)
 
 
 @strategies.command()
@@ -199,27 +240,29 @@ def export(app: App) -> None:
     click.echo(transfer.dumps(app.store().list_strategies()))
 
 
-def _set_enabled(app: App, ident: str, enabled: bool) -> None:
+def _set_enabled(app: App, ident: str, enabled: bool, as_json: bool) -> None:
     store = app.store()
     _found(store, ident)
     document = store.update_strategy(ident, {"enabled": enabled})
-    click.echo(f"{'enabled' if enabled else 'disabled'} {describe(document)}")
+    _done("enabled" if enabled else "disabled", describe(document), document, as_json)
 
 
 @strategies.command()
-@click.argument("ident", metavar="ID")
+@ID_ARGUMENT
+@JSON_OPTION
 @pass_app
-def enable(app: App, ident: str) -> None:
+def enable(app: App, ident: str, as_json: bool) -> None:
     """Enable strategy ID (also clears FAILED: the orchestrator starts it again)."""
-    _set_enabled(app, ident, True)
+    _set_enabled(app, ident, True, as_json)
 
 
 @strategies.command()
-@click.argument("ident", metavar="ID")
+@ID_ARGUMENT
+@JSON_OPTION
 @pass_app
-def disable(app: App, ident: str) -> None:
+def disable(app: App, ident: str, as_json: bool) -> None:
     """Disable strategy ID (a running worker is stopped by the orchestrator)."""
-    _set_enabled(app, ident, False)
+    _set_enabled(app, ident, False, as_json)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -236,11 +279,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 @strategies.command()
-@click.argument("ident", metavar="ID")
+@ID_ARGUMENT
 @click.option("--params", required=True, help="JSON object merged into params (null deletes a key).")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
+@JSON_OPTION
 @pass_app
-def edit(app: App, ident: str, params: str, force: bool) -> None:
+def edit(app: App, ident: str, params: str, force: bool, as_json: bool) -> None:
     """Merge --params into strategy ID's params (JSON merge patch).
 
     The engine checks the result first; if it refuses it, nothing changes and the exit
@@ -254,19 +298,30 @@ def edit(app: App, ident: str, params: str, force: bool) -> None:
     merged = merge_patch(current.get("params") or {}, patch)
     _checked(app, {**current, "params": merged}, force)
     document = store.update_strategy(ident, {"params": merged})
+    if as_json:
+        _done("edited", describe(document), document, as_json)
+        return
     click.echo(f"edited {describe(document)}: params {json.dumps(document['params'], ensure_ascii=False)}")
 
 
 @strategies.command()
-@click.argument("ident", metavar="ID")
+@ID_ARGUMENT
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@JSON_OPTION
 @pass_app
-def remove(app: App, ident: str) -> None:
-    """Delete strategy ID's document (its snapshots are kept)."""
+def remove(app: App, ident: str, yes: bool, as_json: bool) -> None:
+    """Delete strategy ID's document (its snapshots are kept).
+
+    On a terminal it asks first, unless --yes.
+    """
     store = app.store()
     document = _found(store, ident)
+    name = describe(document)
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"remove {name}? (its snapshots are kept)", abort=True, err=True)
     if not store.remove_strategy(ident):
         raise StoreError(f"strategy {ident}: not found")
-    click.echo(f"removed {describe(document)}")
+    _done("removed", name, document, as_json)
 
 
 @click.group()
@@ -275,9 +330,11 @@ def state() -> None:
 
 
 @state.command()
-@click.argument("ident", metavar="ID")
-@click.option("--history", "limit", type=int, default=20, show_default=True, help="Snapshots listed.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@ID_ARGUMENT
+@click.option(
+    "--history", "limit", type=click.IntRange(min=1), default=20, show_default=True, help="Snapshots listed."
+)
+@JSON_OPTION
 @pass_app
 def show(app: App, ident: str, limit: int, as_json: bool) -> None:
     """The latest snapshot of strategy ID, a summary of its history, and its runtime status."""
@@ -289,12 +346,12 @@ def show(app: App, ident: str, limit: int, as_json: bool) -> None:
         strategy_id = ident
     else:
         raise StoreError(f"strategy {ident}: not found")
-    history = store.snapshot_history(strategy_id, limit=max(1, limit))
+    history = store.snapshot_history(strategy_id, limit=limit)
     status = next((r for r in store.read_status() if r.strategy_id == strategy_id), None)
     if document is None and not history and status is None:
         raise StoreError(f"strategy {ident}: not found")
     latest = history[0] if history else None
-    summary = [
+    summary: list[dict[str, Any]] = [
         {"seq": s.seq, "taken_at": s.taken_at, "engine": s.engine, "bytes": len(json.dumps(s.state))}
         for s in history
     ]
@@ -310,25 +367,28 @@ def show(app: App, ident: str, limit: int, as_json: bool) -> None:
         return
     click.echo(f"strategy {strategy_id}" + ("" if document is not None else " (document removed)"))
     if status is not None:
-        click.echo(f"status: {status.state}, owner {status.owner or '-'}, restarts {status.restarts}")
+        click.echo(
+            f"status: {paint_state(status.state, color=app.color)}, owner {status.owner or '-'}, "
+            f"restarts {status.restarts}, heartbeat {shown_time(status.heartbeat)}"
+        )
     if latest is None:
         click.echo("no snapshot yet")
         return
     click.echo(
-        f"latest snapshot: seq {latest.seq}, taken {latest.taken_at.isoformat()}, engine {latest.engine}"
+        f"latest snapshot: seq {latest.seq}, taken {shown_time(latest.taken_at)}, engine {latest.engine}"
     )
     click.echo(json.dumps(latest.state, indent=2, ensure_ascii=False, sort_keys=True))
     click.echo(f"history ({len(summary)} kept, newest first):")
-    for snap in history:
-        size = len(json.dumps(snap.state))
-        click.echo(f"  seq {snap.seq:>6}  {snap.taken_at.isoformat()}  {size} bytes")
+    for s in summary:
+        click.echo(f"  seq {s['seq']:>6}  {shown_time(s['taken_at'])}  {s['bytes']} bytes")
 
 
 @state.command()
-@click.argument("ident", metavar="ID")
+@ID_ARGUMENT
 @click.option("--seq", type=int, required=True, help="The snapshot to bring back (see 'state show').")
+@JSON_OPTION
 @pass_app
-def rollback(app: App, ident: str, seq: int) -> None:
+def rollback(app: App, ident: str, seq: int, as_json: bool) -> None:
     """Make snapshot SEQ of strategy ID the latest again, as a new snapshot.
 
     History is kept: the old state is copied under a new sequence number, and the
@@ -353,6 +413,9 @@ def rollback(app: App, ident: str, seq: int) -> None:
     (new_seq,) = store.save_snapshots(
         [SnapshotWrite(strategy_id, found.engine, found.state, SystemClock().now())]
     )
+    if as_json:
+        emit_json({"action": "rolled back", "id": strategy_id, "from_seq": seq, "seq": new_seq})
+        return
     click.echo(
         f"strategy {strategy_id}: snapshot {seq} copied as {new_seq}; it is restored on the next start"
     )

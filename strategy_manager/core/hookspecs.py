@@ -8,16 +8,35 @@ below with ``@hookimpl``; it may leave out ``qsm_restore_engine`` and
 
 The core drives one *engine* (the object ``qsm_create_engine`` returns) per
 strategy. ``qsm_validate_engine`` is optional too, and recommended: it lets a bad
-document be refused before it is stored or started. Rules that hold for every hook:
+document be refused before it is stored or started. ``context`` is the strategy's
+:class:`~strategy_manager.core.context.EngineContext`: its spec, a private data
+directory, a logger, the clock, ``options`` (the engine's section of the
+``engine_options`` setting), ``load_class`` for every class a document names,
+``spawn`` and ``stop_event`` for engines that need a thread, and ``lease_valid()``,
+the fence every order must pass.
 
-* Hooks are called from a core thread, never from the engine's own threads, and the
-  core never calls two hooks of one engine at the same time. Different strategies'
-  engines are driven concurrently.
-* ``context`` is the strategy's :class:`~strategy_manager.core.context.EngineContext`:
-  its spec, a private data directory, a logger, the clock, ``options`` (the
-  engine's section of the ``engine_options`` setting), ``load_class`` for every
-  class a document names, ``spawn`` for engines that need a thread, and
-  ``lease_valid()``, the fence every order must pass (see below).
+The stop and thread contract (the same words are in docs/writing-an-adapter.md, and
+the conformance kit's messages cite its rules by number):
+
+1. Every hook is called on a core thread, never on one of the engine's own, and the
+   core never calls two hooks of one engine at the same time. Different strategies'
+   engines are driven concurrently.
+2. ``qsm_start_engine`` returns promptly (seconds). Work that lasts runs on threads
+   from ``context.spawn``: an exception there is a crash of the strategy; a return
+   while ``context.stop_event`` is not set is the engine finishing.
+3. To stop an engine the core sets ``context.stop_event`` first; the engine's threads
+   watch it and end. They get up to a second, then the core takes the final
+   ``qsm_snapshot_engine`` and calls ``qsm_stop_engine``.
+4. ``qsm_stop_engine`` releases what the engine holds and returns within a few
+   seconds; once it has returned no thread of the engine runs (the core joins those
+   from ``context.spawn``; the engine joins any other it started). It may be called
+   on an engine that never started, or whose start failed.
+5. An engine whose stop hook has not returned, or whose threads still run,
+   ``stop_timeout`` seconds after the stop (10 by default; the conformance kit allows
+   5) is abandoned and reported against its strategy; the others never wait for it.
+
+Other rules for every hook:
+
 * A document is data, never code. Every class a document names (``engine_class``,
   a feed, a gateway ...) is loaded with ``context.load_class(dotted, kind=Base,
   trusted=(...))``, which admits only classes defined in the operator's modules or
@@ -31,7 +50,8 @@ document be refused before it is stored or started. Rules that hold for every ho
 * An exception from a hook fails that one strategy only: the core records it with
   the strategy id and engine name, and the supervisor restarts the strategy with
   backoff (or marks it FAILED). Raise :class:`~strategy_manager.core.errors.QsmError`
-  subclasses with a one-line message when the cause is the user's input.
+  subclasses with a one-line message when the cause is the user's input:
+  ``HookError`` and ``SnapshotError`` are in :mod:`strategy_manager.core.errors`.
 * Plugins import their engine library lazily, inside the hooks: importing the plugin
   module must be cheap, because ``strategy-manager engines`` imports every plugin.
 """
@@ -156,10 +176,9 @@ def qsm_start_engine(engine: Any, context: EngineContext) -> None:
 
     When: after create (and restore), when the schedule says the strategy should run.
 
-    Must return promptly (seconds at most). An engine that runs a loop of its own
-    (``cerebro.run()``, a replay) runs it on a thread from ``context.spawn``; the
-    core watches that thread: an exception in it is a crash, a normal return while
-    no stop was asked is reported as the engine finishing.
+    Must return promptly (rule 2 of the stop and thread contract above). An engine
+    that runs a loop of its own (``cerebro.run()``, a replay) runs it on a thread from
+    ``context.spawn``.
 
     Raising means the engine did not start; the supervisor retries with backoff.
     Raise :class:`~strategy_manager.core.errors.EngineHalted` instead when a person
@@ -174,10 +193,11 @@ def qsm_stop_engine(engine: Any, context: EngineContext) -> None:
 
     When: at the schedule's stop, on removal or change of the document, on
     shutdown; also after a failed start, to clean up. ``context.stop_event`` is
-    already set when this is called. May be called on an engine that never started.
+    already set, and the final snapshot taken, when this is called (rule 3 of the
+    stop and thread contract above).
 
-    Must return within a few seconds, and after it returns no thread of the engine
-    may still run (threads from ``context.spawn`` are joined by the core).
+    Must return within a few seconds, and leave no thread of the engine running
+    (rules 4 and 5).
 
     Raising is logged against the strategy; the core forgets the engine anyway.
     """
@@ -190,7 +210,7 @@ def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] |
     When: every ``snapshot_interval`` while running, and on every stop (schedule
     close or pause, document change, shutdown). On a stop it comes after
     ``context.stop_event`` was set and the threads from ``context.spawn`` had up to
-    a second to end, and before ``qsm_stop_engine``. It may still be called while
+    a second to end, and before ``qsm_stop_engine`` (rule 3). It may still be called while
     the engine's own threads run: return a consistent copy (for example the state
     as of the last completed bar). On an engine created and restored but not yet
     started it returns the restored state unchanged (the conformance kit checks).

@@ -51,6 +51,8 @@ from strategy_manager.core.supervision import judge, permanent
 from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
 
 log = logging.getLogger("strategy_manager.orchestrator")
+#: Lifecycle events (started, failed, ...), at the level EVENT_LEVELS gives them.
+events_log = logging.getLogger("strategy_manager.events")
 
 #: Thread stack for engine and pool threads: thousands of idle threads stay cheap.
 THREAD_STACK_BYTES = 1024 * 1024
@@ -61,6 +63,18 @@ CONTROL_STACK_BYTES = 16 * 1024 * 1024
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
 EventSink = Callable[[str, str, str], None]
+#: How loud each event is in the log; the others are INFO.
+EVENT_LEVELS = {
+    "failed": logging.ERROR,
+    "halted": logging.ERROR,
+    "hung": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "error": logging.WARNING,
+    "warning": logging.WARNING,
+    "blocked": logging.WARNING,
+    "lost": logging.WARNING,
+    "fenced": logging.ERROR,
+}
 
 
 @define
@@ -266,7 +280,7 @@ class MultiStrategyOrchestrator:
         self._wake.set()
 
     def _emit(self, kind: str, ident: str, detail: str) -> None:
-        log.info("%s %s: %s", kind, ident, detail)
+        events_log.log(EVENT_LEVELS.get(kind, logging.INFO), "%s %s: %s", kind, ident, detail)
         if self.on_event is not None:
             self.on_event(kind, ident, detail)
 

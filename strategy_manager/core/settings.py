@@ -2,7 +2,12 @@
 
 Precedence, highest first: the process environment, ``config/.env``, ``config/
 production.json``, the built-in defaults below. The config directory is the
-``--config-dir`` option, else ``QSM_CONFIG_DIR``, else ``./config``.
+``--config-dir`` option, else ``QSM_CONFIG_DIR``, else ``./config``; one that is named
+must exist, the default may be absent.
+
+``data_dir`` set nowhere is ``.qsm`` in a project folder (the current directory holds
+``config/`` or ``.qsm/``), else the user's data directory (platformdirs), so a command
+run from any other folder never leaves a store there.
 
 Settings are built once (:func:`load_settings`) and passed down; no other module
 reads ``os.environ``.
@@ -67,7 +72,11 @@ class Settings:
     )
     data_dir: str = field(
         default=".qsm",
-        metadata=_meta("QSM_DATA_DIR", "embedded store file and engines' private folders"),
+        metadata=_meta(
+            "QSM_DATA_DIR",
+            "embedded store file and engines' private folders; unset outside a project folder: "
+            "the user data directory",
+        ),
     )
     engines: tuple[str, ...] | None = field(
         default=None,
@@ -216,6 +225,8 @@ class LoadedSettings:
     files: Mapping[str, bool]
     #: how the config directory was chosen: "--config-dir", "QSM_CONFIG_DIR" or "default"
     config_dir_source: str = "default"
+    #: why ``data_dir`` is what it is, when no source set it: "project folder" or "user data directory"
+    data_dir_default: str | None = None
 
 
 _FIELDS = {f.name: f for f in attrs.fields(Settings)}
@@ -231,13 +242,29 @@ def find_config_dir(option: str | os.PathLike[str] | None, environ: Mapping[str,
     return Path("config")
 
 
+def default_data_dir() -> tuple[str, str]:
+    """``data_dir`` when no source sets it, and why: ``.qsm`` in a project folder (the
+    current directory holds ``config/`` or ``.qsm/``), else the user data directory."""
+    if Path("config").is_dir() or Path(".qsm").is_dir():
+        return ".qsm", "project folder"
+    import platformdirs
+
+    return platformdirs.user_data_dir("quant-strategy-manager", appauthor=False), "user data directory"
+
+
 def load_settings(
     config_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> LoadedSettings:
-    """Build the settings from all four levels; raises ConfigError on a malformed file."""
+    """Build the settings from all four levels; raises ConfigError on a malformed file
+    or a named config directory that does not exist."""
     environ = os.environ if environ is None else environ
     directory = find_config_dir(config_dir, environ)
+    chosen_by = (
+        "--config-dir" if config_dir else "QSM_CONFIG_DIR" if environ.get("QSM_CONFIG_DIR") else "default"
+    )
+    if chosen_by != "default" and not directory.is_dir():
+        raise ConfigError(f"config directory {directory} (from {chosen_by}): does not exist")
     json_path = directory / "production.json"
     env_path = directory / ".env"
     values: dict[str, Any] = {}
@@ -272,6 +299,9 @@ def load_settings(
     if enable:
         values["enable"] = enable
         sources["enable"] = enable_sources[-1]
+    data_dir_default = None
+    if "data_dir" not in values:
+        values["data_dir"], data_dir_default = default_data_dir()
     for name in _FIELDS:
         sources.setdefault(name, "default")
     try:
@@ -284,11 +314,8 @@ def load_settings(
         sources=sources,
         config_dir=directory,
         files={"production.json": json_path.is_file(), ".env": env_path.is_file()},
-        config_dir_source="--config-dir"
-        if config_dir
-        else "QSM_CONFIG_DIR"
-        if environ.get("QSM_CONFIG_DIR")
-        else "default",
+        config_dir_source=chosen_by,
+        data_dir_default=data_dir_default,
     )
 
 

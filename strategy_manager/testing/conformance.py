@@ -141,12 +141,16 @@ class EngineConformance:
         worker.start()
         assert time.monotonic() - t0 < self.start_seconds, (
             f"create+start took over {self.start_seconds}s: qsm_start_engine must return "
-            "promptly and run long work on context.spawn"
+            "promptly and run long work on context.spawn (stop and thread contract, rule 2)"
         )
         assert worker.state is WorkerState.RUNNING, f"after start the worker is {worker.state}"
         time.sleep(self.run_seconds)
         elapsed = self.timed_stop(worker)
-        assert elapsed < self.stop_seconds, f"stop took {elapsed:.1f}s (limit {self.stop_seconds}s)"
+        assert elapsed < self.stop_seconds, (
+            f"stop took {elapsed:.1f}s (limit {self.stop_seconds}s): threads must end on "
+            "context.stop_event and qsm_stop_engine return within seconds (stop and thread contract, "
+            "rules 3 and 4)"
+        )
         assert worker.error is None, f"stop reported: {worker.error}"
         assert worker.state is WorkerState.STOPPED
 
@@ -200,7 +204,9 @@ class EngineConformance:
         time.sleep(0.001)
         elapsed = self.timed_stop(worker)
         starter.join(self.start_seconds)
-        assert not starter.is_alive(), "start never returned after a concurrent stop"
+        assert not starter.is_alive(), (
+            "start never returned after a concurrent stop (stop and thread contract, rule 2)"
+        )
         if worker.state is WorkerState.RUNNING:  # the stop came first; stop the start's engine
             elapsed += self.timed_stop(worker)
         assert elapsed < self.start_seconds + self.stop_seconds
@@ -256,4 +262,7 @@ def _assert_no_threads_left(before: set[threading.Thread], grace: float) -> None
             break
         time.sleep(0.02)
     names = ", ".join(t.name for t in left)
-    assert not left, f"threads still running after stop: {names} (join them in qsm_stop_engine)"
+    assert not left, (
+        f"threads still running after stop: {names} (stop and thread contract, rule 4: start them "
+        "with context.spawn, or join them in qsm_stop_engine)"
+    )

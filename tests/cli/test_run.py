@@ -32,10 +32,10 @@ def test_schedule_previews_warm_up_break_and_close_in_exchange_and_local_time():
     assert item["calendar"] == "XSHG"
     got = [(t["kind"], t["exchange_time"], t["why"]) for t in item["transitions"]]
     assert got == [
-        ("start", "2026-11-24 09:20 CST", "warm-up"),
-        ("pause", "2026-11-24 11:30 CST", "break"),
-        ("start", "2026-11-24 13:00 CST", "break end"),
-        ("stop", "2026-11-24 15:05 CST", "close"),
+        ("start", "2026-11-24T09:20:00+08:00", "warm-up"),
+        ("pause", "2026-11-24T11:30:00+08:00", "break"),
+        ("start", "2026-11-24T13:00:00+08:00", "break end"),
+        ("stop", "2026-11-24T15:05:00+08:00", "close"),
     ]
     text = run_cli("schedule", "--at", "2026-11-24T08:00+08:00")
     assert "u:BTC-USDT:k  calendar XSHG, mode always" in text.stdout

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from strategy_manager.cli import cli
+from strategy_manager.cli.output import shown_time
 from strategy_manager.core.settings import load_settings
 from strategy_manager.core.store import SnapshotWrite, StatusRecord, open_store
 from tests.wire_server import mongoeco_uri  # noqa: F401  (a fixture)
@@ -45,11 +46,7 @@ def test_import_a_json_array_then_again_updates(tmp_path, store):
     path = tmp_path / "s.json"
     path.write_text(json.dumps([DOC, {**DOC, "strategy_key": "other"}]))
     out = ok("strategies", "import", str(path))
-    assert out.splitlines() == [
-        "item 1: inserted u1:600000.SH:ma",
-        "item 2: inserted u1:600000.SH:other",
-        "2 inserted, 0 updated, 0 invalid",
-    ]
+    assert out.splitlines() == ["2 inserted, 0 updated, 0 invalid"]  # one line, however many
     path.write_text(json.dumps([{**DOC, "params": {"fast": 8}}]))
     assert ok("strategies", "import", str(path)).splitlines()[-1] == "0 inserted, 1 updated, 0 invalid"
     assert store.get_strategy("u1:600000.SH:ma")["params"] == {"fast": 8}
@@ -92,12 +89,11 @@ def test_import_json_lines_reports_each_bad_line_and_lands_the_good_ones(tmp_pat
     result = invoke("strategies", "import", str(path))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == "line 1: inserted u1:600000.SH:ma"
+    assert len(lines) == len(HOSTILE) + 1  # the invalid ones, then the summary
     for n, (_, reason) in enumerate(HOSTILE, 2):
-        assert lines[n - 1].startswith(f"line {n}: invalid: "), lines[n - 1]
-        assert reason in lines[n - 1], (reason, lines[n - 1])
-        assert len(lines[n - 1]) < 400
-    assert lines[-2] == f"line {len(HOSTILE) + 3}: inserted u1:600000.SH:last"
+        assert lines[n - 2].startswith(f"line {n}: invalid: "), lines[n - 2]
+        assert reason in lines[n - 2], (reason, lines[n - 2])
+        assert len(lines[n - 2]) < 400
     assert lines[-1] == f"2 inserted, 0 updated, {len(HOSTILE)} invalid"
     assert [d["strategy_key"] for d in store.list_strategies()] == ["last", "ma"]
 
@@ -144,10 +140,10 @@ def test_a_deeply_nested_document_is_refused_and_its_neighbours_go_in(tmp_path, 
         result = invoke("strategies", "import", str(path))
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output
-        out = result.stdout.splitlines()
-        assert out[1].startswith(f"{where} 2: invalid: ") and "nested deeper than 32 levels" in out[1], out
-        assert out[2].startswith(f"{where} 3: invalid: ") and "nested deeper than 32 levels" in out[2]
-        assert out[-1].endswith("2 invalid"), out
+        out = result.stdout.splitlines()  # the invalid ones, then the summary
+        assert out[0].startswith(f"{where} 2: invalid: ") and "nested deeper than 32 levels" in out[0], out
+        assert out[1].startswith(f"{where} 3: invalid: ") and "nested deeper than 32 levels" in out[1]
+        assert out[-1].endswith(", 2 invalid") and "0 inserted, 0 updated" not in out[-1], out
         assert {d["strategy_key"] for d in store.list_strategies()} == {"before", "after"}
 
 
@@ -354,9 +350,10 @@ def test_state_show_prints_latest_snapshot_history_and_status(store):
         )
     store.write_status([StatusRecord(sid, "RUNNING", engine="demo", owner="host:1", restarts=1)])
     out = ok("state", "show", sid)
-    assert "latest snapshot: seq 3, taken 2026-11-24T01:32:00+00:00, engine demo" in out
+    taken = shown_time(datetime(2026, 11, 24, 1, 32, tzinfo=UTC))  # local time, with its offset
+    assert f"latest snapshot: seq 3, taken {taken}, engine demo" in out
     assert '"600000.SH": 200' in out
-    assert "status: RUNNING, owner host:1, restarts 1" in out
+    assert "status: RUNNING, owner host:1, restarts 1, heartbeat -" in out
     assert "history (3 kept, newest first):" in out
     data = json.loads(ok("state", "show", store.get_strategy(sid)["_id"], "--json"))
     assert data["strategy_id"] == sid
@@ -449,12 +446,10 @@ def test_import_reports_each_document_its_engine_refuses_and_the_others_go_in(tm
     result = invoke("strategies", "import", str(path))
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
-        "item 1: inserted u1:600000.SH:ma",
         "item 2: invalid: u1:600000.SH:typo: params for demo: unknown 'fats'; known: bar_seconds, bars, cash, fast, lot, slow",
         "item 3: invalid: u1:600000.SH:nope: engine 'nosuchengine' is not installed (installed: backtrader, demo, python, vnpy)",
         "item 4: invalid: u1:600000.SH:os: engine_class 'os.system' refused: module 'os' is neither inside the import "
         "paths (none set) nor under an allowed prefix (none set); add it to import_paths or engine_class_allow",
-        "item 5: inserted u1:600000.SH:last",
         "item 6: invalid: u1:600000.SH:bad key: key '$x' under '$.params' may not start with '$' or contain '.'",
         "2 inserted, 0 updated, 4 invalid",
     ]

@@ -1,8 +1,9 @@
 """Every ```console block in docs/ runs, and prints what the page says it prints.
 
 In a block, a line starting with ``$ `` is a command (run with bash in a fresh
-folder holding a copy of examples/, one folder per page, so a page's commands
-build on each other); the lines up to the next command are its expected output.
+folder holding a copy of examples/, one folder and one home per page, so a page's
+commands build on each other); the lines up to the next command are its expected
+output.
 ``...`` on a line of its own stands for any number of lines; inside a line, for any
 text. Run with ``UPDATE_DOCS=1`` to write the actual output back into the page
 (then put ``...`` where the output varies from run to run: times, pids, paths).
@@ -51,9 +52,12 @@ def test_console_blocks_run_as_shown(page: Path, tmp_path: Path, monkeypatch) ->
     text = page.read_text()
     blocks = BLOCK.findall(text)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QSM_", "MONGO_", "ENABLE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QSM_", "MONGO_", "ENABLE_", "XDG_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["COLUMNS"] = "100"
+    # A home of its own: outside a project folder the store goes in the user data directory.
+    env["HOME"] = str(tmp_path / "home")
+    env["TZ"] = "UTC"  # the local zone of the times shown
     failures, updated = [], text
     for block in blocks:
         new_block = block
@@ -97,3 +101,38 @@ def test_configuration_page_documents_every_setting_with_its_variable_and_defaul
         env = f.metadata["env"] or "ENABLE_<ENGINE>"
         row = f"| `{f.name}` | `{env}` | `{json.dumps(default, ensure_ascii=False)}` |"
         assert row in page, f"docs/configuration.md lacks the row for {f.name}: {row}"
+
+
+def _contract(text: str) -> str:
+    """The five numbered rules after the contract's heading, with markup and wrapping removed."""
+    start = text.index("1. Every hook is called")
+    end = text.index("5.", start)
+    end = text.index("\n\n", end)
+    return " ".join(text[start:end].replace("``", "`").split())
+
+
+def test_the_stop_and_thread_contract_reads_the_same_in_the_hookspecs_and_the_guide() -> None:
+    from strategy_manager.core import hookspecs
+
+    guide = (ROOT / "docs" / "writing-an-adapter.md").read_text()
+    assert _contract(hookspecs.__doc__ or "") == _contract(guide)
+
+
+def test_the_guide_references_every_field_of_the_spec_and_everything_public_of_the_context() -> None:
+    import attrs
+
+    from strategy_manager.core.context import EngineContext
+    from strategy_manager.core.spec import StrategySpec
+
+    guide = (ROOT / "docs" / "writing-an-adapter.md").read_text()
+    spec_table = guide[guide.index("### `StrategySpec`") : guide.index("### `qsm_engine_info()`")]
+    for f in attrs.fields(StrategySpec):
+        assert f"`{f.name}`" in spec_table, f"the StrategySpec reference lacks {f.name}"
+    context_table = guide[guide.index("### `EngineContext`") : guide.index("### `StrategySpec`")]
+    # what the core sets up for itself, not for adapters
+    internal = {"classes", "on_crash", "on_finish", "threads", "fence", "data_dir", "join_threads"}
+    public = {n for n in dir(EngineContext) if not n.startswith("_")} | {
+        f.name for f in attrs.fields(EngineContext)
+    }
+    for name in sorted(public - internal):
+        assert f"`{name}" in context_table, f"the EngineContext reference lacks {name}"

@@ -1,5 +1,7 @@
-"""examples/qsm-example-engine, installed with pip like any third-party adapter,
-passes its own tests (the conformance kit) and runs under the orchestrator by name."""
+"""The example engine adapter, copied out of the installed core with
+``strategy-manager examples engine DIR`` and installed with pip like any third-party
+adapter, passes its own tests (the conformance kit) and runs under the orchestrator
+by name."""
 
 from __future__ import annotations
 
@@ -15,18 +17,42 @@ from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
 from tests.conftest import ROOT, pip_install_target, run_cli
 
-EXAMPLE = ROOT / "examples" / "qsm-example-engine"
+TEMPLATE = ROOT / "strategy_manager" / "examples" / "qsm-example-engine"
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    return pip_install_target(tmp_path_factory.mktemp("site"), EXAMPLE)
+def example(tmp_path_factory) -> Path:
+    """The template as a user gets it: copied by the command, outside the repository."""
+    folder = tmp_path_factory.mktemp("copy") / "my-engine"
+    out = run_cli("examples", "engine", str(folder))
+    assert out.returncode == 0, out.stderr
+    return folder
 
 
-def test_its_own_tests_pass_against_the_installed_copy(site, tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, example) -> Path:
+    return pip_install_target(tmp_path_factory.mktemp("site"), example)
+
+
+def test_the_copy_holds_every_file_of_the_template_and_nothing_else(example):
+    def files(root):
+        return sorted(
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and ".egg-info" not in str(p) and "build" not in p.parts
+        )
+
+    assert files(example) == files(TEMPLATE)
+    assert "pyproject.toml" in files(example) and "tests/test_conformance.py" in files(example)
+    again = run_cli("examples", "engine", str(example))
+    assert again.returncode == 2
+    assert again.stderr == f"error: {example}: already exists; name a new folder\n"
+
+
+def test_its_own_tests_pass_against_the_installed_copy(site, example, tmp_path):
     # Run from a folder outside the repository so nothing but the installed copy is found.
     tests = tmp_path / "tests"
-    subprocess.run(["cp", "-r", str(EXAMPLE / "tests"), str(tests)], check=True)
+    subprocess.run(["cp", "-r", str(example / "tests"), str(tests)], check=True)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
         cwd=tmp_path,
@@ -59,7 +85,7 @@ def test_the_orchestrator_runs_it_by_name(site):
     out = run_cli("run", "--for", "2s", "--poll-interval", "0.1", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "started   u:600000.SH:grid  fresh" in out.stdout
-    assert "u:600000.SH:grid                         STOPPED   starts=1" in out.stdout
+    assert "summary: 1 strategies; 1 STOPPED" in out.stdout
     snapshot = store.latest_snapshot("u:600000.SH:grid")
     assert snapshot is not None and snapshot.engine == "example"
     assert snapshot.state["tick"] > 100

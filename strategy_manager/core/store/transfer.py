@@ -68,6 +68,11 @@ def read_entries(path: Path) -> list[Entry]:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidStrategy(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_entries(data, str(path))
+
+
+def parse_entries(data: bytes, path: str) -> list[Entry]:
+    """The documents in ``data`` read from ``path`` (a file name, or ``<stdin>``)."""
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
         try:
             text = data.decode("utf-8-sig")
@@ -104,7 +109,7 @@ TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels (the limit)"
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
 
 
-def _entries_one_by_one(path: Path, text: str) -> list[Entry]:
+def _entries_one_by_one(path: str, text: str) -> list[Entry]:
     """The items of a JSON array decoded one at a time, without recursion: an item
     nested deeper than the limit is reported as such and its neighbours still decode."""
     entries: list[Entry] = []

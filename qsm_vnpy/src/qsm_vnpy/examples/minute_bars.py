@@ -53,6 +53,7 @@ def generate(
 
 def write_csv(path: str | Path, days: int, seed: int = 7, overnight_gap: float = 0.0) -> Path:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = generate(days, seed, overnight_gap=overnight_gap)
     lines = ["datetime,open,high,low,close,volume"]
     lines += [f"{t.isoformat()},{o!r},{h!r},{lo!r},{c!r},{v!r}" for t, o, h, lo, c, v in rows]
@@ -67,7 +68,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--overnight-gap", type=float, default=0.0, help="relative size of the opening moves")
     args = parser.parse_args(argv)
-    write_csv(args.path, args.days, args.seed, args.overnight_gap)
+    if args.days < 1:
+        parser.error(f"--days must be at least 1, got {args.days}")
+    try:
+        written = write_csv(args.path, args.days, args.seed, args.overnight_gap)
+    except OSError as exc:
+        parser.exit(2, f"error: {args.path}: cannot write: {exc.strerror or exc}\n")
+    print(f"wrote {args.days * BAR_MINUTES_PER_DAY} bars to {written}")
 
 
 if __name__ == "__main__":
