@@ -76,23 +76,34 @@ def test_a_partitioned_owner_stops_ordering_before_the_other_takes_over(tmp_path
         store.upsert_strategy(demo_document(i))
     common = {**FAST_LEASES, "mongo_db": db, "mongo_timeout_ms": 500}
     cut_off = spawn_run(
-        run_env(data, mongo_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true", **common), tmp_path / "a.log"
+        run_env(data, mongo_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true", **common),
+        tmp_path / "a.log",
     )
     other = None
     try:
-        wait_for(lambda: all(_processes(data, i) for i in ids), 30, "the first process ordering for all", poll=0.25)
+        wait_for(
+            lambda: all(_processes(data, i) for i in ids), 30, "the first process ordering for all", poll=0.25
+        )
         first = _only_process(data, ids[0])
         other = spawn_run(run_env(data, mongo_uri=mongoeco_uri, **common), tmp_path / "b.log")
         wait_for(lambda: len(store.read_owners()) == 2, 30, "the second process's heartbeat")
         relay.down()
         cut_at = time.time()
-        wait_for(lambda: all(len(_processes(data, i)) == 2 for i in ids), 30, "the takeover of every strategy", poll=0.25)
+        wait_for(
+            lambda: all(len(_processes(data, i)) == 2 for i in ids),
+            30,
+            "the takeover of every strategy",
+            poll=0.25,
+        )
         wait_for(lambda: time.time() > cut_at + 3 * LEASE, 30, "three leases' time cut off")
         relay.up()
         # The cut-off process learns it lost everything, and orders nothing more.
         wait_for(
-            lambda: any(o.heartbeat and o.heartbeat.timestamp() > cut_at + 3 * LEASE for o in store.read_owners()
-                        if o.pid == cut_off.pid),
+            lambda: any(
+                o.heartbeat and o.heartbeat.timestamp() > cut_at + 3 * LEASE
+                for o in store.read_owners()
+                if o.pid == cut_off.pid
+            ),
             30,
             "the first process back in touch",
         )
@@ -134,8 +145,10 @@ def test_a_paused_owner_orders_and_writes_nothing_after_the_takeover(tmp_path):
         taken_at = {i: min(r["t"] for r in orders(data, i) if r["process"] != first) for i in ids}
         paused.send_signal(signal.SIGCONT)
         wait_for(
-            lambda: any(o.pid == paused.pid and o.heartbeat.timestamp() > paused_at + 2 * LEASE
-                        for o in store.read_owners()),
+            lambda: any(
+                o.pid == paused.pid and o.heartbeat.timestamp() > paused_at + 2 * LEASE
+                for o in store.read_owners()
+            ),
             30,
             "the paused process running again",
         )
@@ -151,7 +164,9 @@ def test_a_paused_owner_orders_and_writes_nothing_after_the_takeover(tmp_path):
         history = sorted(store.snapshot_history(ident, limit=1000), key=lambda s: s.seq)
         epochs = [s.lease[1] for s in history if s.lease]
         assert epochs == sorted(epochs), f"{ident}: a stale owner's snapshot after the takeover"
-        late = [s for s in history if s.lease and s.lease[1] == 1 and s.taken_at.timestamp() > taken_at[ident]]
+        late = [
+            s for s in history if s.lease and s.lease[1] == 1 and s.taken_at.timestamp() > taken_at[ident]
+        ]
         assert late == [], ident
     owners = {r.owner for r in store.read_status() if r.strategy_id in ids}
     assert len(owners) == 1 and owners.pop().split(":")[-2] == str(other.pid)

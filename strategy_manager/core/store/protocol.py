@@ -30,6 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import define, field
 
+from strategy_manager.core.spec import INVALID
+
 
 @define(frozen=True)
 class Snapshot:
@@ -99,8 +101,6 @@ class OwnerRecord:
     details: dict[str, Any] = field(factory=dict)
 
 
-#: The key of the reason in a document that stands for an undecodable row.
-INVALID = "$invalid"
 
 
 @define(frozen=True)
