@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import define, field
 
-from strategy_manager.core.spec import INVALID
+from strategy_manager.core.spec import INVALID as INVALID  # re-exported for the stores
 
 
 @define(frozen=True)
