@@ -249,10 +249,15 @@ def test_remove_asks_on_a_terminal_unless_yes():
 # -- verbosity and logs -----------------------------------------------------------------
 
 
+#: A simulated clock stands still while the orchestrator claims and starts, so a
+#: short run holds its events whatever the machine's load.
+SIM = ("--clock", "sim", "--start", "2026-11-24T10:00+08:00", "--speed", "60")
+
+
 def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_path):
     store().upsert_strategy({**DOC, "schedule": {"mode": "always"}})
     log = tmp_path / "logs" / "qsm.jsonl"
-    out = run_cli("-v", "--log-format", "json", "--log-file", str(log), "run", "--for", "1s", "--poll-interval", "0.1")
+    out = run_cli("-v", "--log-format", "json", "--log-file", str(log), "run", *SIM, "--for", "1m", "--poll-interval", "0.1")
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""  # everything went to the file
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -265,10 +270,10 @@ def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_pa
     store().upsert_strategy({**DOC, "strategy_key": "bad", "engine": "python", "schedule": {"mode": "always"},
                              "engine_class": "tests.core.user_engines.Unserializable", "params": {}})  # fmt: skip
     env = {"QSM_ENGINE_CLASS_ALLOW": "tests.core.user_engines"}
-    default = run_cli("run", "--for", "1s", "--poll-interval", "0.1", env=env)
+    default = run_cli("run", *SIM, "--for", "1m", "--poll-interval", "0.1", env=env)
     assert " ERROR " in default.stderr and " INFO " not in default.stderr
     assert "summary: 2 strategies" in default.stdout
-    quiet = run_cli("-q", "run", "--for", "1s", "--poll-interval", "0.1", env=env)
+    quiet = run_cli("-q", "run", *SIM, "--for", "1m", "--poll-interval", "0.1", env=env)
     assert quiet.returncode == 0 and quiet.stdout == ""  # no events, no summary
     assert " ERROR " in quiet.stderr and " INFO " not in quiet.stderr
     assert run_cli("run", "-q", "--for", "0s", env=env).stdout == ""
@@ -276,7 +281,7 @@ def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_pa
 
 def test_run_events_as_json_lines():
     store().upsert_strategy({**DOC, "schedule": {"mode": "always"}})
-    out = run_cli("run", "--for", "1s", "--poll-interval", "0.1", "--events", "json")
+    out = run_cli("run", *SIM, "--for", "1m", "--poll-interval", "0.1", "--events", "json")
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[0]["event"] == "begin" and events[-1]["event"] == "summary"
