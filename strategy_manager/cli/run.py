@@ -236,27 +236,44 @@ def summary_lines(workers: list[dict[str, Any]], color: bool = False) -> list[st
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if any strategy is FAILED, BLOCKED or STALE (for monitoring)."
+)
 @pass_app
-def status(app: App, as_json: bool) -> None:
-    """Every strategy's runtime state, as the running orchestrator last wrote it.
+def status(app: App, as_json: bool, check: bool) -> None:
+    """Every strategy's runtime state, as its orchestrator last wrote it.
 
-    Times are in the local zone, with their UTC offset.
+    A strategy whose orchestrator has not renewed its heartbeat within lease_seconds
+    (killed, frozen or cut off) shows as STALE, with the state it last reported.
+    HEARTBEAT is the owner's. Times are in the local zone, with their UTC offset.
     """
-    records = sorted(app.store().read_status(), key=lambda r: r.strategy_id)
+    from strategy_manager.core import status as fleet
+
+    views = fleet.current(app.store(), SystemClock().now(), app.settings.lease_seconds)
+    needing = [v for v in views if v.state in fleet.ATTENTION]
     if as_json:
-        emit_json([attrs.asdict(r) for r in records])
-        return
-    if not records:
+        emit_json([v.as_dict() for v in views])
+    elif not views:
         click.echo("no status yet: start the orchestrator with 'strategy-manager run'")
-        return
+    else:
+        _status_table(app, views)
+    if check and needing:
+        if not as_json:
+            click.echo(f"{len(needing)} strategies need attention", err=True)
+        raise SystemExit(1)
+
+
+def _status_table(app: App, views: list[Any]) -> None:
     rows = []
-    for r in records:
+    for v in views:
+        r = v.record
         nxt = (
             f"{r.next_transition} {shown_time(r.next_transition_at)}"
             if r.next_transition and r.next_transition_at
             else "-"
         )
-        rows.append([r.strategy_id, r.state, r.engine, r.restarts, shown_time(r.heartbeat), nxt])
+        state = f"{v.state} (was {r.state})" if v.stale else v.state
+        rows.append([r.strategy_id, state, r.engine, r.restarts, shown_time(v.owner_heartbeat), nxt])
     lines = table(
         ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT"],
         rows,
@@ -264,10 +281,12 @@ def status(app: App, as_json: bool) -> None:
         paint={1: lambda s, n: paint_state(s, n, app.color)},
     )
     click.echo(lines[0])
-    for r, line in zip(records, lines[1:], strict=True):
+    for v, line in zip(views, lines[1:], strict=True):
         click.echo(line)
-        if r.last_error:
-            click.echo(f"    error: {r.last_error}")
+        if v.stale:
+            click.echo(f"    stale: its orchestrator ({v.record.owner}) stopped renewing; is it gone?")
+        if v.record.last_error:
+            click.echo(f"    error: {v.record.last_error}")
 
 
 @click.command()

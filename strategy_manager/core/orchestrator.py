@@ -48,6 +48,7 @@ from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
 from strategy_manager.core.store import Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
+from strategy_manager.core.validation import validate_document, validate_spec
 from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
 
 log = logging.getLogger("strategy_manager.orchestrator")
@@ -117,6 +118,9 @@ class Slot:
     phase: Phase | None = None
     last_snapshot_seq: int | None = None
     last_snapshot_at: datetime | None = None
+    #: The document version its engine has accepted (qsm_validate_engine); a strategy
+    #: starts only once its current version is checked.
+    checked: Hashable = None
 
     @property
     def running(self) -> bool:
@@ -188,9 +192,13 @@ class MultiStrategyOrchestrator:
         params: dict[str, Any] | None = None,
         *,
         user_id: str = "default",
+        force: bool = False,
         **fields: Any,
     ) -> str:
-        """Write (or update) a strategy document; the reconcile loop starts it."""
+        """Write (or update) a strategy document; the reconcile loop starts it.
+
+        Its engine checks it first (its class, its params): one it refuses raises a
+        one-line QsmError and is not stored, unless ``force``."""
         document = {
             "user_id": user_id,
             "symbol": symbol,
@@ -200,7 +208,10 @@ class MultiStrategyOrchestrator:
             "enabled": True,
             **fields,
         }
-        spec = parse_strategy(document)
+        if force:
+            spec = parse_strategy(document)
+        else:
+            spec = validate_document(self.settings, self.registry, document)
         self.store.upsert_strategy(document)
         self.wake()
         return spec.id
@@ -250,7 +261,9 @@ class MultiStrategyOrchestrator:
             self._shutdown(timeout if timeout is not None else self.settings.stop_timeout)
 
     def run(self, seconds: float | None = None) -> None:
-        """Start, block for ``seconds`` of clock time (or until :meth:`stop`), stop."""
+        """Start, block for ``seconds`` of clock time (or until :meth:`stop`, or Ctrl-C),
+        stop. On Ctrl-C every strategy is snapshotted and stopped, its final status
+        written, and ``run`` returns normally."""
         deadline = None if seconds is None else self.clock.now() + timedelta(seconds=seconds)
         self._until = deadline
         self.start()
@@ -266,6 +279,8 @@ class MultiStrategyOrchestrator:
                     else min(0.5, self.clock.real_seconds((deadline - self.clock.now()).total_seconds()))
                 )
                 self._stopping.wait(max(wait, 0.001))
+        except KeyboardInterrupt:
+            log.warning("interrupted: snapshotting and stopping every strategy")
         finally:
             self.stop()
 
@@ -481,9 +496,32 @@ class MultiStrategyOrchestrator:
         if slot.worker is not None and fingerprint != slot.fingerprint:
             self._emit("reload", slot.id, "document changed; restarting with the new spec")
             self._submit_stop(slot, WorkerState.STOPPED, forget=True)
+        if fingerprint != slot.fingerprint or slot.checked is None:
+            slot.checked = None  # the schedule has it checked before anything starts
+        else:
+            slot.checked = version  # only updated_at or enabled changed: already checked
         slot.spec, slot.policy, slot.fingerprint, slot.hooks = spec, policy, fingerprint, hooks
         if slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED):
             slot.state, slot.reason = WorkerState.WAITING, None
+
+    def _submit_check(self, slot: Slot, spec: StrategySpec, hooks: Any, version: Hashable) -> None:
+        """The engine checks the document on the hook pool (it may import user code);
+        one it refuses is BLOCKED at once, with the reason, and never retried."""
+        settings, classes = self.settings, self.classes
+
+        def op() -> None:
+            try:
+                validate_spec(settings, lambda: hooks, spec, classes)
+            except QsmError as exc:
+                self._post("check_failed", slot.id, (version, exc))
+            else:
+                self._post("checked", slot.id, version)
+
+        def hung() -> None:
+            timeout = HookTimeout(f"{slot.id}: the engine's check did not return")
+            self._post("check_failed", slot.id, (version, timeout))
+
+        self._pool_submit(slot.id, op, self.settings.start_timeout, "check", hung)
 
     def _block(self, slot: Slot, reason: str) -> None:
         if slot.worker is not None:
@@ -555,6 +593,9 @@ class MultiStrategyOrchestrator:
         starts: list[Slot] = []
         for slot in list(self.slots.values()):
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
+                continue
+            if slot.checked != slot.version:
+                self._submit_check(slot, slot.spec, slot.hooks, slot.version)
                 continue
             if slot.state is WorkerState.FAILED or slot.lease is None:
                 continue
@@ -639,16 +680,21 @@ class MultiStrategyOrchestrator:
     def _submit(
         self, slot: Slot, worker: EngineWorker, op: Callable[[], None], timeout: float, name: str
     ) -> Future[Any]:
-        """Run ``op`` on the hook pool after the slot's earlier operations."""
-        assert self.pool is not None
+        """Run ``op`` of ``worker`` on the hook pool after the slot's earlier operations."""
 
         def hung() -> None:  # in the pool's watchdog: never block here
             worker.abandon(f"{name} did not return within {timeout:g}s; engine abandoned")
             self._post("hung", slot.id, (worker, name, timeout))
 
+        return self._pool_submit(slot.id, op, timeout, name, hung)
+
+    def _pool_submit(
+        self, key: str, op: Callable[[], None], timeout: float, name: str, hung: Callable[[], None]
+    ) -> Future[Any]:
+        assert self.pool is not None
         hold = self._clock_hold()  # a simulated clock waits for the hook
         hold.__enter__()
-        future = self.pool.submit(slot.id, op, timeout, name=name, on_timeout=hung)
+        future = self.pool.submit(key, op, timeout, name=name, on_timeout=hung)
         future.add_done_callback(lambda _f: hold.__exit__(None, None, None))
         return future
 
@@ -735,6 +781,13 @@ class MultiStrategyOrchestrator:
                 self._submit_stop(slot, WorkerState.FINISHED, forget=False)
             else:
                 self._failure(slot, payload[1], now)
+        elif kind == "checked":
+            if payload == slot.version:
+                slot.checked = payload
+        elif kind == "check_failed":
+            version, exc = payload
+            if version == slot.version:
+                self._block(slot, _without_prefix(str(exc) or type(exc).__name__, ident))
         elif kind == "hung":
             worker, name, timeout = payload
             reason = f"{name} did not return within {timeout:g}s; engine abandoned (its thread still runs)"
@@ -891,13 +944,14 @@ class MultiStrategyOrchestrator:
             for slot in working:
                 worker = slot.worker
                 assert worker is not None
-                final = worker.state if slot.state is WorkerState.FAILED else WorkerState.STOPPED
+                ended = slot.state in (WorkerState.FAILED, WorkerState.FINISHED)
+                final = slot.state if ended else WorkerState.STOPPED
 
                 def op(worker: EngineWorker = worker, final: WorkerState = final) -> None:
                     worker.stop(save_state=True, final_state=final)
 
                 stops[slot.id] = self._submit(slot, worker, op, budget, "stop")
-                slot.state = WorkerState.STOPPED if slot.state is not WorkerState.FAILED else slot.state
+                slot.state = final
             wait_all(
                 list(stops.values()), timeout=max(0.0, deadline - SHUTDOWN_MARGIN_SECONDS - time.monotonic())
             )

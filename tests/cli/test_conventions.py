@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from strategy_manager.cli import cli
 from strategy_manager.cli.run import SUMMARY_ATTENTION_LINES, summary_lines
 from strategy_manager.core.settings import Settings
-from strategy_manager.core.store import SnapshotWrite, StatusRecord, open_store
+from strategy_manager.core.store import OwnerRecord, SnapshotWrite, StatusRecord, open_store
 from tests.cli.terminal import run_on_terminal
 from tests.conftest import run_cli
 
@@ -83,8 +83,9 @@ def test_json_times_are_iso_with_t_and_people_see_zoned_times():
     s.upsert_strategy(DOC)
     taken = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)
     s.save_snapshots([SnapshotWrite(ID, "demo", {"bar": 1}, taken)])
+    s.write_owner(OwnerRecord(owner="host:1:ab", host="host", pid=1, heartbeat=datetime.now(UTC)))
     s.write_status(
-        [StatusRecord(ID, "RUNNING", engine="demo", heartbeat=taken, next_transition="stop",
+        [StatusRecord(ID, "RUNNING", engine="demo", owner="host:1:ab", heartbeat=taken, next_transition="stop",
                       next_transition_at=datetime(2026, 11, 24, 7, 5, tzinfo=UTC))]
     )  # fmt: skip
     (record,) = json.loads(ok("status", "--json"))
@@ -224,7 +225,8 @@ def test_tables_stay_aligned_for_long_ids():
     starts = {line.index("demo") for line in lines[1:]}
     assert len(starts) == 1 and lines[0].index("ENGINE") in starts, lines
     ids = [long_id := "a-very-long-user-name-from-a-big-desk:IF2512.CFFEX:" + "x" * 40, ID]
-    s.write_status([StatusRecord(i, "RUNNING", engine="demo") for i in ids])
+    s.write_owner(OwnerRecord(owner="host:1:ab", host="host", pid=1, heartbeat=datetime.now(UTC)))
+    s.write_status([StatusRecord(i, "RUNNING", engine="demo", owner="host:1:ab") for i in ids])
     rows = ok("status").splitlines()
     assert {row.index("RUNNING") for row in rows[1:]} == {rows[0].index("STATE")}
     assert rows[1].startswith(long_id + "  ")
