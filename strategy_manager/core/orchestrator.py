@@ -162,7 +162,9 @@ class MultiStrategyOrchestrator:
         self.classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
         self.pool: HookPool | None = None
         self.fatal: QsmError | None = None
-        self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
+        #: (kind, strategy id, payload, the simulated clock's hold until it is seen)
+        self._events: queue.SimpleQueue[tuple[str, str, Any, AbstractContextManager[None]]]
+        self._events = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -741,7 +743,9 @@ class MultiStrategyOrchestrator:
         return WIND_DOWN_SECONDS + s.snapshot_timeout + 2 * s.stop_timeout + 1.0
 
     def _post(self, kind: str, ident: str, payload: Any) -> None:
-        self._events.put((kind, ident, payload))
+        hold = self._clock_hold()  # a simulated clock waits until the loop has seen it
+        hold.__enter__()
+        self._events.put((kind, ident, payload, hold))
         self._wake.set()
 
     def _drain_events(self, now: datetime) -> bool:
@@ -749,19 +753,25 @@ class MultiStrategyOrchestrator:
         seen = False
         while True:
             try:
-                kind, ident, payload = self._events.get_nowait()
+                kind, ident, payload, hold = self._events.get_nowait()
             except queue.Empty:
                 return seen
             seen = True
-            if kind == "leases":
-                self._on_leases(payload)
-                continue
-            slot = self.slots.get(ident)
-            if slot is None:
-                continue
-            self._dirty.add(ident)
-            self._apply_event(slot, kind, payload, now)
-            self._forget_if_idle(slot)
+            try:
+                self._apply_reported(kind, ident, payload, now)
+            finally:
+                hold.__exit__(None, None, None)
+
+    def _apply_reported(self, kind: str, ident: str, payload: Any, now: datetime) -> None:
+        if kind == "leases":
+            self._on_leases(payload)
+            return
+        slot = self.slots.get(ident)
+        if slot is None:
+            return
+        self._dirty.add(ident)
+        self._apply_event(slot, kind, payload, now)
+        self._forget_if_idle(slot)
 
     def _apply_event(self, slot: Slot, kind: str, payload: Any, now: datetime) -> None:
         ident = slot.id

@@ -19,8 +19,6 @@ from strategy_manager.core.store import OwnerRecord, StatusRecord, open_store
 from tests.conftest import wait_for
 
 
-
-
 def store():
     return open_store(Settings(data_dir=os.environ["QSM_DATA_DIR"]))
 
