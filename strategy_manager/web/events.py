@@ -135,16 +135,16 @@ class EventHub:
                 self._status(payload)
 
     def _status(self, records: Sequence[StatusRecord]) -> None:
+        """The rows first (a page updates its table), then a ``state`` event for each
+        strategy whose state changed."""
+        if self._clients:
+            self._offer(("status", [_status_row(r, self.redact) for r in records]))
         now = self.now()
-        rows = []
         for record in records:
             before = self._states.get(record.strategy_id)
             self._states[record.strategy_id] = record.state
             if before is not None and before != record.state:
                 self._record(now, "state", record.strategy_id, f"{before} -> {record.state}")
-            rows.append(_status_row(record, self.redact))
-        if rows and self._clients:
-            self._offer(("status", rows))
 
     def _record(self, when: datetime, kind: str, ident: str, detail: str) -> None:
         event = {"time": when.isoformat(), "kind": kind, "strategy_id": ident, "detail": detail}

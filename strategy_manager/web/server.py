@@ -78,6 +78,7 @@ class WebServer:
         self.redactor = redactor
         self.hub = EventHub(now, redact=redactor.text)
         self.metrics = Metrics(self.hub)
+        self.api: Api | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -95,7 +96,7 @@ class WebServer:
     def serve(self, orchestrator: MultiStrategyOrchestrator, store: Store) -> None:
         """Bind (a busy port is a ConfigError now, not a log line later) and serve."""
         self.metrics.watch(orchestrator)
-        api = Api(orchestrator, store, self.settings, self.hub, self.metrics, self.redactor)
+        api = self.api = Api(orchestrator, store, self.settings, self.hub, self.metrics, self.redactor)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -114,8 +115,9 @@ class WebServer:
                 self.url,
                 "" if self.settings.http_auth_reads else ": reads need no token (http_auth_reads)",
             )
+        self.app = create_app(api)
         config = uvicorn.Config(
-            create_app(api),
+            self.app,
             log_config=None,
             access_log=False,
             lifespan="off",

@@ -124,6 +124,7 @@ function render(page) {
   $("range").textContent = `${first}–${last} of ${page.total}`;
   $("prev").disabled = $("first").disabled = page.offset === 0;
   $("next").disabled = $("last").disabled = last >= page.total;
+  if (!performance.getEntriesByName("qsm-first-render").length) performance.mark("qsm-first-render");
 }
 
 function chip(state, label, n) {
