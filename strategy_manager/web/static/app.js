@@ -121,7 +121,7 @@ function render(page) {
   $("rows").replaceChildren(...rows);
   const first = page.total ? page.offset + 1 : 0;
   const last = page.offset + page.items.length;
-  $("range").textContent = `${first}–${last} of ${page.total}`;
+  $("range").textContent = `${first}-${last} of ${page.total}`;
   $("prev").disabled = $("first").disabled = page.offset === 0;
   $("next").disabled = $("last").disabled = last >= page.total;
   if (!performance.getEntriesByName("qsm-first-render").length) performance.mark("qsm-first-render");
@@ -130,7 +130,7 @@ function render(page) {
 function chip(state, label, n) {
   const node = el("button", { type: "button", className: "chip" + (view.state === state ? " active" : "") });
   node.dataset.state = state;
-  node.append(state ? badge(label) : label, el("b", { textContent: String(n) }));
+  node.append(state ? badge(label) : label, " ", el("b", { textContent: String(n) }));
   node.onclick = () => { view.state = view.state === state ? "" : state; view.offset = 0; load(); };
   return node;
 }
