@@ -98,7 +98,9 @@ class WebServer:
         self.metrics.watch(orchestrator)
         api = self.api = Api(orchestrator, store, self.settings, self.hub, self.metrics, self.redactor)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+        # without it a kept-alive connection waits 40 ms for a delayed ACK per response.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
