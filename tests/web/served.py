@@ -64,7 +64,11 @@ class Served:
         )
         self.web.serve(self.orchestrator, self.store)
         self.orchestrator.start()
-        self.client = httpx.Client(base_url=self.web.url, timeout=10)
+        # A fresh connection per request: a kept-alive one that the server closes after
+        # its idle timeout while a slow test runs could be reset under the next request.
+        self.client = httpx.Client(
+            base_url=self.web.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
     def auth(self, token: str = TOKEN) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}

@@ -87,12 +87,17 @@ def test_metrics_count_strategies_by_state_and_engine(srv):
 
 
 def test_metrics_time_every_hook_the_store_the_loop_and_count_lease_renewals(srv):
-    hooks = samples(srv, "qsm_hook_duration_seconds_count")
-    for hook in ("create", "start", "snapshot"):
-        assert hooks[(("engine", "demo"), ("hook", hook))] >= 1, hook
-    store = samples(srv, "qsm_store_call_duration_seconds_count")
-    for op in ("list_strategies", "claim", "renew", "write_status", "save_snapshots"):
-        assert store[(("op", op),)] >= 1, op
+    def hooks():
+        counts = samples(srv, "qsm_hook_duration_seconds_count")
+        return all(counts.get((("engine", "demo"), ("hook", h)), 0) >= 1 for h in ("create", "start", "snapshot"))
+
+    wait_for(hooks, 15, "create, start and snapshot hooks timed")
+    def store():
+        counts = samples(srv, "qsm_store_call_duration_seconds_count")
+        ops = ("list_strategies", "claim", "renew", "write_status", "save_snapshots")
+        return all(counts.get((("op", op),), 0) >= 1 for op in ops)
+
+    wait_for(store, 15, "store calls timed")
     assert samples(srv, "qsm_lease_renewals_total")[()] >= 1
     assert samples(srv, "qsm_leases_held")[()] == 3
     assert 0 <= samples(srv, "qsm_lease_renewal_age_seconds")[()] < srv.settings.lease_seconds
