@@ -48,6 +48,7 @@ from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
 from strategy_manager.core.store import Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
+from strategy_manager.core.telemetry import NO_TELEMETRY, Telemetry
 from strategy_manager.core.validation import validate_document, validate_spec
 from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
 
@@ -136,6 +137,7 @@ class MultiStrategyOrchestrator:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         owner: str | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         validate_settings(settings)
         self.settings = settings
@@ -146,6 +148,10 @@ class MultiStrategyOrchestrator:
         self.wall = SystemClock()
         self.lifecycle = LifecycleManager(settings)
         self.on_event = on_event
+        #: Told about hooks, store calls, loop turns and status changes (default: nobody).
+        self.telemetry = telemetry or NO_TELEMETRY
+        if telemetry is not None:
+            self.registry.telemetry = telemetry
         self.record = this_process(self.wall.now(), owner)
         self.owner = self.record.owner
         self.keeper = LeaseKeeper(
@@ -296,6 +302,12 @@ class MultiStrategyOrchestrator:
         self._force = True
         self._wake.set()
 
+    def restart(self, strategy_id: str) -> None:
+        """Ask the control loop to restart ``strategy_id`` (from any thread; never
+        blocks): a running engine is stopped with a snapshot and started again from
+        it while its schedule says run; a FAILED or backing-off one is retried now."""
+        self._post("restart", strategy_id, None)
+
     def _emit(self, kind: str, ident: str, detail: str) -> None:
         events_log.log(EVENT_LEVELS.get(kind, logging.INFO), "%s %s: %s", kind, ident, detail)
         if self.on_event is not None:
@@ -306,18 +318,25 @@ class MultiStrategyOrchestrator:
         """Sleep until something is due; an idle wake-up costs O(1), not O(strategies)."""
         watch_stop = self._start_watch()
         due = _Due(snapshot=self.clock.now() + timedelta(seconds=self.settings.snapshot_interval))
+        late: float | None = None
         while not self._stopping.is_set():
             self._wake.clear()
+            began = time.monotonic()
             with self._clock_hold():  # the work of one wake-up costs no simulated time
                 self._turn(due)
                 wake_at = min(t for t in (due.schedule, due.snapshot, self._until) if t is not None)
                 self._set_barrier(wake_at)  # a simulated clock waits for us there
                 self._hold_for_claims()
-            wait = min(
-                due.poll - time.monotonic(),
-                self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+            self.telemetry.loop_turned(late, time.monotonic() - began)
+            wait = max(
+                0.005,
+                min(
+                    due.poll - time.monotonic(),
+                    self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+                ),
             )
-            self._wake.wait(max(wait, 0.005))
+            planned = time.monotonic() + wait
+            late = None if self._wake.wait(wait) else max(0.0, time.monotonic() - planned)
         watch_stop.set()
         self._set_barrier(None)
         self._release_claim_hold()
@@ -812,6 +831,8 @@ class MultiStrategyOrchestrator:
                 self._emit("warning", ident, slot.reason)
             elif forget and final is not WorkerState.FAILED:
                 self._emit("stopped", ident, "snapshot saved")
+        elif kind == "restart":
+            self._restart(slot)
         elif kind == "snapshot":
             seq, problem = payload
             if problem is None:
@@ -819,6 +840,17 @@ class MultiStrategyOrchestrator:
             else:
                 slot.reason = _without_prefix(problem, ident)
                 self._emit("warning", ident, slot.reason)
+
+    def _restart(self, slot: Slot) -> None:
+        slot.failures.clear()
+        slot.retry_at = None
+        if slot.state in (WorkerState.FAILED, WorkerState.BACKOFF):
+            slot.state, slot.reason = WorkerState.WAITING, None
+        if slot.running:
+            self._emit("restart", slot.id, "restart requested; stopping with a snapshot, then starting again")
+            self._submit_stop(slot, WorkerState.WAITING, forget=True)
+        else:
+            self._emit("restart", slot.id, "restart requested; starts when its schedule and lease allow")
 
     def _sweep_removed(self) -> None:
         for slot in [s for s in self.slots.values() if s.removed]:
@@ -923,7 +955,9 @@ class MultiStrategyOrchestrator:
         if not self._dirty:
             return
         slots = [self.slots[i] for i in self._dirty if i in self.slots]
-        records = [self._status(slot) for slot in slots if self._reports(slot)]
+        changed = [(self._status(slot), slot) for slot in slots]
+        self.telemetry.status_changed([record for record, _slot in changed])
+        records = [record for record, slot in changed if self._reports(slot)]
         dirty, self._dirty = self._dirty, set()
         try:
             self.store.write_status(records)
