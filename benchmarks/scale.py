@@ -39,14 +39,13 @@ START_LIMIT_SECONDS = 300.0
 
 
 def documents(n: int, engine: str) -> list[dict[str, Any]]:
-    params = {"bar_seconds": 3600} if engine == "demo" else {}
     return [
         {
             "user_id": "bench",
             "symbol": f"S{i:05d}.SH",
             "strategy_key": "k",
             "engine": engine,
-            "params": params,
+            "params": {},
             "schedule": {"mode": "always"},
         }
         for i in range(n)
