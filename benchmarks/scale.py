@@ -7,7 +7,9 @@ on this machine, measured in the same process right before the orchestrator run:
 one SELECT of N documents (decoded), N threads that each wait on an Event, and one
 SQLite transaction writing N status rows. The figure is ``start()`` until all N
 strategies are RUNNING, on the embedded store. Each cell is the median of
-``--repeat`` interleaved (anchor, orchestrator) pairs; the ratio is figure / anchor.
+``--repeat`` (anchor, orchestrator) pairs, each pair in a fresh process of its own
+(what one run leaves behind, threads winding down and garbage, does not weigh on the
+next); the ratio is figure / anchor.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -117,10 +120,18 @@ def cold_start(n: int, engine: str, folder: Path) -> float:
 
 
 def measure(n: int, engine: str, repeat: int, folder: Path) -> tuple[float, float]:
+    """Medians of ``repeat`` pairs, each measured in a fresh process."""
     anchors, figures = [], []
     for _ in range(repeat):
-        anchors.append(anchor(n, folder))
-        figures.append(cold_start(n, engine, folder))
+        out = subprocess.run(
+            [sys.executable, __file__, "--pair", str(n), engine, str(folder)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pair = json.loads(out.stdout.strip().splitlines()[-1])
+        anchors.append(pair["anchor"])
+        figures.append(pair["figure"])
     return statistics.median(anchors), statistics.median(figures)
 
 
@@ -131,7 +142,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,5000,10000")
     parser.add_argument("--engines", default="demo,noop")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pair", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pair:
+        n, engine, folder = int(args.pair[0]), args.pair[1], Path(args.pair[2])
+        print(json.dumps({"anchor": anchor(n, folder), "figure": cold_start(n, engine, folder)}))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{'engine':<6} {'N':>6} {'anchor':>9} {'to RUNNING':>11} {'ratio':>7}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

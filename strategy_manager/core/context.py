@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -35,6 +36,16 @@ class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 def safe_dirname(strategy_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", strategy_id)
+
+
+def strategy_dir(data_dir: str | Path, engine: str, strategy_id: str) -> Path:
+    """``<data_dir>/engines/<engine>/<strategy>``: a strategy's private folder."""
+    return _engine_dir(str(data_dir), engine) / safe_dirname(strategy_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _engine_dir(data_dir: str, engine: str) -> Path:
+    return Path(data_dir) / "engines" / engine
 
 
 class Fence:
@@ -96,7 +107,7 @@ class EngineContext:
         data directory, the operator's class rules and the engine's options."""
         return cls(
             spec=spec,
-            data_dir=Path(settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id),
+            data_dir=strategy_dir(settings.data_dir, spec.engine, spec.id),
             classes=classes or ClassLoader(settings.import_paths, settings.engine_class_allow),
             clock=clock or SystemClock(),
             options=dict(settings.engine_options.get(spec.engine, {})),

@@ -91,17 +91,29 @@ class HookPool:
         """Run ``fn`` after the earlier tasks of ``key``; fail it with HookTimeout if it
         runs longer than ``timeout`` seconds."""
         task = Task(key, name, fn, timeout, on_timeout)
+        self.submit_tasks([task])
+        return task.future
+
+    def submit_tasks(self, tasks: list[Task]) -> None:
+        """Submit many tasks at once: one lock round and one wake-up call for all of
+        them, instead of a contended round per task."""
         with self._cv:
             if self._closed:
-                task.future.set_exception(RuntimeError(f"{self.name} is shut down"))
-                return task.future
-            queue = self._keys.get(key)
-            if queue is None:
-                self._keys[key] = deque([task])
-                self._make_ready(task)
-            else:
-                queue.append(task)
-        return task.future
+                for task in tasks:
+                    task.future.set_exception(RuntimeError(f"{self.name} is shut down"))
+                return
+            ready = 0
+            for task in tasks:
+                queue = self._keys.get(task.key)
+                if queue is None:
+                    self._keys[task.key] = deque([task])
+                    self._ready.append(task)
+                    ready += 1
+                else:
+                    queue.append(task)
+            if ready:
+                self._spawn_for_ready()
+                self._cv.notify(ready)
 
     def busy(self, key: Hashable) -> bool:
         """True while ``key`` has a task queued or running."""

@@ -24,12 +24,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -37,9 +36,9 @@ from attrs import define, field
 
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
-from strategy_manager.core.context import EngineContext, Fence, safe_dirname
+from strategy_manager.core.context import EngineContext, Fence, strategy_dir
 from strategy_manager.core.errors import EngineHalted, HookError, HookTimeout, QsmError, StoreError, StoreLost
-from strategy_manager.core.hookpool import HookPool
+from strategy_manager.core.hookpool import HookPool, Task
 from strategy_manager.core.leases import LeaseChange, LeaseKeeper, this_process
 from strategy_manager.core.lifecycle import LifecycleManager
 from strategy_manager.core.registry import EngineRegistry
@@ -70,6 +69,8 @@ STATUS_FLUSH_SECONDS = 0.25
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
 EventSink = Callable[[str, str, str], None]
+#: What a hook-pool operation reports to the control loop: (kind, payload).
+Report = tuple[str, Any]
 #: How loud each event is in the log; the others are INFO.
 EVENT_LEVELS = {
     "failed": logging.ERROR,
@@ -108,7 +109,7 @@ class _Parsed:
     ident: str
     spec: StrategySpec | None
     problem: str | None
-    version: Hashable
+    version: tuple[Any, ...]
 
 
 def _natural_key(document: Any) -> tuple[str, ...] | None:
@@ -228,6 +229,8 @@ class MultiStrategyOrchestrator:
         )
         self._simulated = hasattr(self.clock, "hold")
         self._claim_hold: AbstractContextManager[None] | None = None
+        #: Hook-pool tasks held back while a batch is being built (see _batch).
+        self._batching: list[Task] | None = None
         #: Where :meth:`run` ends, in clock time: a due time like any other.
         self._until: datetime | None = None
         self.reconciles = 0
@@ -577,9 +580,10 @@ class MultiStrategyOrchestrator:
         slot: Slot,
         spec: StrategySpec | None,
         problem: str | None,
-        version: Hashable,
+        version: tuple[Any, ...],
         now: datetime,
     ) -> None:
+        """``version`` is (updated_at, runtime fingerprint or problem, enabled)."""
         changed_doc = slot.version is not None
         slot.version = version
         self._visit.add(slot.id)
@@ -606,7 +610,7 @@ class MultiStrategyOrchestrator:
         except QsmError as exc:
             self._block(slot, _without_prefix(str(exc), spec.id))
             return
-        fingerprint = spec.runtime_fingerprint()
+        fingerprint = version[1]
         if slot.worker is not None and fingerprint != slot.fingerprint:
             self._emit("reload", slot.id, "document changed; restarting with the new spec")
             self._submit_stop(slot, WorkerState.STOPPED, forget=True)
@@ -623,13 +627,12 @@ class MultiStrategyOrchestrator:
         one it refuses is BLOCKED at once, with the reason, and never retried."""
         settings, classes = self.settings, self.classes
 
-        def op() -> None:
+        def op() -> Report:
             try:
                 validate_spec(settings, lambda: hooks, spec, classes)
             except QsmError as exc:
-                self._post("check_failed", slot.id, (version, exc))
-            else:
-                self._post("checked", slot.id, version)
+                return "check_failed", (version, exc)
+            return "checked", version
 
         def hung() -> None:
             timeout = HookTimeout(f"{slot.id}: the engine's check did not return")
@@ -655,13 +658,17 @@ class MultiStrategyOrchestrator:
         if visit is None:
             wanting.clear()
             visit = set(self.slots)
+        changed = False
         for sid in visit:
             slot = self.slots.get(sid)
             if slot is not None and self._wants_lease(slot):
-                wanting.add(sid)
-            else:
+                if sid not in wanting:
+                    wanting.add(sid)
+                    changed = True
+            elif sid in wanting:
                 wanting.discard(sid)
-        if len(wanting) != len(self._wanted) or wanting != self._wanted:
+                changed = True
+        if changed or len(wanting) != len(self._wanted):
             self._wanted = frozenset(wanting)
             self.keeper.want(self._wanted)
 
@@ -718,7 +725,11 @@ class MultiStrategyOrchestrator:
     # -- schedule and supervision --------------------------------------------------
     def _apply_schedule(self, now: datetime, visit: set[str] | None) -> None:
         """Start, check, pause or close the strategies in ``visit`` (None: all) as their
-        schedule, lease and state say."""
+        schedule, lease and state say; the hook-pool work goes to the pool in one batch."""
+        with self._batch():
+            self._schedule_pass(now, visit)
+
+    def _schedule_pass(self, now: datetime, visit: set[str] | None) -> None:
         starts: list[Slot] = []
         if visit is None:
             slots = list(self.slots.values())
@@ -774,7 +785,7 @@ class MultiStrategyOrchestrator:
             self._submit_start(slot, slot.lease, stored.get(slot.id))
 
     def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:
-        engine_dir = Path(self.settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id)
+        engine_dir = strategy_dir(self.settings.data_dir, spec.engine, spec.id)
         options = dict(self.settings.engine_options.get(spec.engine, {}))
         classes = self.classes
         keeper = self.keeper
@@ -811,7 +822,7 @@ class MultiStrategyOrchestrator:
         return self.pool is not None and self.pool.busy(slot.id)
 
     def _submit(
-        self, slot: Slot, worker: EngineWorker, op: Callable[[], None], timeout: float, name: str
+        self, slot: Slot, worker: EngineWorker, op: Callable[[], Report | None], timeout: float, name: str
     ) -> Future[Any]:
         """Run ``op`` of ``worker`` on the hook pool after the slot's earlier operations."""
 
@@ -822,21 +833,47 @@ class MultiStrategyOrchestrator:
         return self._pool_submit(slot.id, op, timeout, name, hung)
 
     def _pool_submit(
-        self, key: str, op: Callable[[], None], timeout: float, name: str, hung: Callable[[], None]
+        self,
+        key: str,
+        op: Callable[[], Report | None],
+        timeout: float,
+        name: str,
+        hung: Callable[[], None],
     ) -> Future[Any]:
+        """Run ``op`` on the hook pool; what it returns is reported to the control loop
+        once the pool has freed the strategy's turn (so the loop sees it idle), or
+        "settled" if it returns nothing."""
         assert self.pool is not None
         hold = self._clock_hold()  # a simulated clock waits for the hook
         hold.__enter__()
-        future = self.pool.submit(key, op, timeout, name=name, on_timeout=hung)
+        task = Task(key, name, op, timeout, on_timeout=hung)
 
-        def settled(_future: Future[Any]) -> None:
+        def settled(done: Future[Any]) -> None:
             # The pool frees the key right after this (under its lock, which busy()
             # waits for): the loop then looks at the strategy again.
-            self._post("settled", str(key), None)
+            report = None if done.cancelled() or done.exception() is not None else done.result()
+            kind, payload = report if report is not None else ("settled", None)
+            self._post(kind, str(key), payload)
             hold.__exit__(None, None, None)
 
-        future.add_done_callback(settled)
-        return future
+        task.future.add_done_callback(settled)
+        if self._batching is not None:
+            self._batching.append(task)
+        else:
+            self.pool.submit_tasks([task])
+        return task.future
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Hook-pool operations submitted inside go to the pool together at the end
+        (thousands of starts at once cost one contended round, not thousands)."""
+        self._batching = []
+        try:
+            yield
+        finally:
+            tasks, self._batching = self._batching, None
+            if tasks and self.pool is not None:
+                self.pool.submit_tasks(tasks)
 
     def _submit_start(self, slot: Slot, lease: Lease, snapshot: Snapshot | None) -> None:
         worker = slot.worker
@@ -845,7 +882,7 @@ class MultiStrategyOrchestrator:
         slot.restored_seq = snapshot.seq if snapshot is not None else None
         worker.lease_epoch = lease.epoch
 
-        def op() -> None:
+        def op() -> Report:
             try:
                 if snapshot is not None and snapshot.error:
                     from strategy_manager.core.errors import SnapshotError
@@ -856,9 +893,8 @@ class MultiStrategyOrchestrator:
                     )
                 worker.start(snapshot=snapshot.state if snapshot is not None else None)
             except Exception as exc:
-                self._post("start_failed", slot.id, (worker, exc))
-            else:
-                self._post("started", slot.id, worker)
+                return "start_failed", (worker, exc)
+            return "started", worker
 
         self._submit(slot, worker, op, self.settings.start_timeout, "start")
 
@@ -870,9 +906,9 @@ class MultiStrategyOrchestrator:
             slot.worker = None
         slot.state = final
 
-        def op() -> None:
+        def op() -> Report:
             worker.stop(save_state=save_state, final_state=final)
-            self._post("stopped", slot.id, (worker, final, forget))
+            return "stopped", (worker, final, forget)
 
         self._submit(slot, worker, op, self._stop_budget(), "stop")
 
@@ -1042,14 +1078,14 @@ class MultiStrategyOrchestrator:
     def _submit_snapshot(self, slot: Slot, worker: EngineWorker) -> Future[Any]:
         sid, engine, epoch = slot.id, slot.engine or "", worker.lease_epoch
 
-        def op() -> None:
+        def op() -> Report | None:
             try:
                 state = worker.snapshot()
             except QsmError as exc:
-                self._post("snapshot", sid, (None, str(exc)))
-                return
+                return "snapshot", (None, str(exc))
             if state is not None:
                 self.snapshots.add(self._snapshot_write(sid, engine, epoch, state))
+            return None
 
         return self._submit(slot, worker, op, self.settings.snapshot_timeout, "snapshot")
 
