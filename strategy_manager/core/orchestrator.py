@@ -13,6 +13,11 @@ Four kinds of thread, none of which ever waits for another's work:
   bulk, keeping them until the store acknowledges them.
 * the hook pool (:mod:`~strategy_manager.core.hookpool`) runs engine hooks, one at a
   time per strategy, each with a deadline; a hung hook costs its own strategy only.
+
+Accounts (:mod:`~strategy_manager.core.accounts`): the control thread asks the
+account book whether a strategy may start (its account halted, its session not open
+yet) and tells it when engines start and stop; the book opens and closes sessions on
+the hook pool and keeps the halts it polls from the store.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import attrs
 from attrs import define, field
 
+from strategy_manager.core.accounts import AccountBook, describe_halt
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.context import EngineContext, Fence, safe_dirname
@@ -46,7 +52,7 @@ from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings, validate_settings
 from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
-from strategy_manager.core.store import Lease, Snapshot, SnapshotWrite, StatusRecord, Store
+from strategy_manager.core.store import AccountHalt, Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
 from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
 
@@ -74,6 +80,8 @@ EVENT_LEVELS = {
     "blocked": logging.WARNING,
     "lost": logging.WARNING,
     "fenced": logging.ERROR,
+    "account-halt": logging.ERROR,
+    "account-error": logging.WARNING,
 }
 
 
@@ -156,6 +164,9 @@ class MultiStrategyOrchestrator:
         )
         self.slots: dict[str, Slot] = {}
         self.classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
+        self.accounts = AccountBook(
+            settings, self.classes, self.clock, self._run_on_pool, self._post, self._emit
+        )
         self.pool: HookPool | None = None
         self.fatal: QsmError | None = None
         self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
@@ -317,6 +328,7 @@ class MultiStrategyOrchestrator:
                 if force:
                     due.resync = mono + self.settings.resync_interval
                 changed = self._reconcile_if_changed(now, force=force) or changed
+                changed = self._poll_halts() or changed
             if changed or due.first:
                 self._want()
             if changed or due.first or (due.schedule is not None and now >= due.schedule):
@@ -373,6 +385,9 @@ class MultiStrategyOrchestrator:
         policies = [s.policy for s in self.slots.values() if s.policy is not None and s.spec]
         times = [t for t in (self.lifecycle.next_transition(policies, now),) if t is not None]
         times.extend(s.retry_at for s in self.slots.values() if s.retry_at is not None)
+        account_due = self.accounts.next_due()
+        if account_due is not None:
+            times.append(account_due)
         return min(times, default=None)
 
     def _start_watch(self) -> threading.Event:
@@ -432,6 +447,8 @@ class MultiStrategyOrchestrator:
             if slot.removed:
                 continue
             slot.removed, slot.spec, slot.policy, slot.version = True, None, None, None
+            if slot.worker is None:
+                self.accounts.forget(ident)
             if slot.worker is not None:
                 self._emit("removed", ident, "document removed; stopping")
                 self._submit_stop(slot, WorkerState.STOPPED, forget=True)
@@ -474,6 +491,7 @@ class MultiStrategyOrchestrator:
             hooks = self.registry.resolve(spec.engine)
             policy = self.lifecycle.policy_for(spec)
             self.lifecycle.phase(policy, now)
+            self.accounts.assign(spec.id, spec, hooks)
         except QsmError as exc:
             self._block(slot, _without_prefix(str(exc), spec.id))
             return
@@ -553,6 +571,7 @@ class MultiStrategyOrchestrator:
     # -- schedule and supervision --------------------------------------------------
     def _apply_schedule(self, now: datetime) -> None:
         starts: list[Slot] = []
+        self.accounts.tick(now)
         for slot in list(self.slots.values()):
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
                 continue
@@ -570,7 +589,11 @@ class MultiStrategyOrchestrator:
                 self._dirty.add(slot.id)
             state = slot.worker.state
             if phase.running and state not in (WorkerState.RUNNING, WorkerState.FINISHED):
-                starts.append(slot)
+                hold = self.accounts.hold(slot.id, now)
+                if hold is None:
+                    starts.append(slot)
+                else:
+                    self._hold(slot, hold)
             elif not phase.running and state is WorkerState.RUNNING:
                 kind = WorkerState.PAUSED if phase.reason == "lunch break" else WorkerState.WAITING
                 self._emit(
@@ -583,6 +606,7 @@ class MultiStrategyOrchestrator:
                 WorkerState.PAUSED,
                 WorkerState.WAITING,
                 WorkerState.FINISHED,
+                WorkerState.HALTED,
             ):
                 slot.state = WorkerState.WAITING
         # A strategy whose last snapshot is not in the store yet starts once it is
@@ -591,12 +615,80 @@ class MultiStrategyOrchestrator:
         if starts:
             self._start_all(starts)
 
+    # -- accounts ----------------------------------------------------------------
+    def _poll_halts(self) -> bool:
+        """Apply halts added or removed since the last poll; True if there were any."""
+        change = self.accounts.poll_halts(self.store)
+        if change is None:
+            return False
+        halted, resumed = change
+        for halt in halted:
+            self._halt_account(halt)
+        for name in resumed:
+            waiting = 0
+            for sid in self.accounts.members_of(name):
+                slot = self.slots.get(sid)
+                if slot is not None and slot.state is WorkerState.HALTED:
+                    slot.state, slot.reason = WorkerState.WAITING, None
+                    self._dirty.add(sid)
+                    waiting += 1
+            self._emit("account", name, f"resumed; {waiting} strategies may start again")
+        return True
+
+    def _halt_account(self, halt: AccountHalt) -> None:
+        """Stop every strategy of the account at once: their fences are down already
+        (the halt is part of every fence), their stops go to the hook pool together."""
+        reason = describe_halt(halt)
+        stopping = 0
+        for sid in self.accounts.members_of(halt.account):
+            slot = self.slots.get(sid)
+            if slot is None:
+                continue
+            worker = slot.worker
+            if worker is not None and (worker.context is not None or self._busy(slot)):
+                worker.revoke()
+                self._submit_stop(slot, WorkerState.HALTED, forget=False)
+                stopping += 1
+            if slot.state not in (
+                WorkerState.FAILED,
+                WorkerState.BLOCKED,
+                WorkerState.DISABLED,
+                WorkerState.FINISHED,
+            ):
+                slot.state, slot.reason = WorkerState.HALTED, reason
+            self._dirty.add(sid)
+        self._emit("account-halt", halt.account, f"{reason}; stopping {stopping} strategies")
+
+    def _on_account_derived(self, sid: str, payload: Any) -> None:
+        problem = self.accounts.derived(sid, payload)
+        slot = self.slots.get(sid)
+        if slot is not None:
+            self._dirty.add(sid)
+            if problem is not None and slot.spec is not None:
+                self._block(slot, problem)
+
+    def _hold(self, slot: Slot, hold: tuple[str, str]) -> None:
+        """Keep a strategy from starting for its account's sake (halted, no session yet)."""
+        state, reason = WorkerState(hold[0]), hold[1]
+        if (slot.state, slot.reason) != (state, reason):
+            slot.state, slot.reason = state, reason
+            self._dirty.add(slot.id)
+
     def _start_all(self, slots: list[Slot]) -> None:
-        """Start ``slots`` with their latest snapshots, read in one bulk call here (on
-        the control thread, whose deep stack decodes whatever the store holds)."""
-        stored = self.store.latest_snapshots([s.id for s in slots])
+        """Start ``slots`` with their latest snapshots, and those of the other
+        strategies of their accounts, read in one bulk call here (on the control
+        thread, whose deep stack decodes whatever the store holds)."""
+        ids = [s.id for s in slots]
+        stored = self.store.latest_snapshots(sorted(set(ids) | self.accounts.member_ids(ids)))
+        specs = {s.id: s.spec for s in self.slots.values() if s.spec is not None}
+        members: dict[str, Any] = {}
         for slot in slots:
             assert slot.lease is not None and slot.worker is not None
+            account, session = self.accounts.enter(slot.id)
+            if account is not None and account.name not in members:
+                members[account.name] = self.accounts.members(account.name, specs, stored)
+            slot.worker.account, slot.worker.session = account, session
+            slot.worker.members = members.get(account.name, {}) if account is not None else {}
             self._submit_start(slot, slot.lease, stored.get(slot.id))
 
     def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:
@@ -608,7 +700,8 @@ class MultiStrategyOrchestrator:
 
         def make_context() -> EngineContext:
             epoch = worker.lease_epoch
-            fence = Fence(lambda: keeper.valid(spec.id, epoch))
+            unhalted = self.accounts.fence(spec.id)
+            fence = Fence(lambda: keeper.valid(spec.id, epoch) and unhalted())
             return EngineContext(
                 spec=spec,
                 data_dir=engine_dir,
@@ -617,6 +710,9 @@ class MultiStrategyOrchestrator:
                 options=options,
                 fence=fence,
                 lease_epoch=epoch,
+                account=worker.account,
+                session=worker.session,
+                members=worker.members,
             )
 
         def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
@@ -640,15 +736,21 @@ class MultiStrategyOrchestrator:
         self, slot: Slot, worker: EngineWorker, op: Callable[[], None], timeout: float, name: str
     ) -> Future[Any]:
         """Run ``op`` on the hook pool after the slot's earlier operations."""
-        assert self.pool is not None
 
         def hung() -> None:  # in the pool's watchdog: never block here
             worker.abandon(f"{name} did not return within {timeout:g}s; engine abandoned")
             self._post("hung", slot.id, (worker, name, timeout))
 
+        return self._run_on_pool(slot.id, op, timeout, name, hung)
+
+    def _run_on_pool(
+        self, key: Hashable, op: Callable[[], None], timeout: float, name: str, hung: Callable[[], None]
+    ) -> Future[Any]:
+        """Run ``op`` on the hook pool after ``key``'s earlier tasks, with a deadline."""
+        assert self.pool is not None
         hold = self._clock_hold()  # a simulated clock waits for the hook
         hold.__enter__()
-        future = self.pool.submit(slot.id, op, timeout, name=name, on_timeout=hung)
+        future = self.pool.submit(key, op, timeout, name=name, on_timeout=hung)
         future.add_done_callback(lambda _f: hold.__exit__(None, None, None))
         return future
 
@@ -710,6 +812,12 @@ class MultiStrategyOrchestrator:
             if kind == "leases":
                 self._on_leases(payload)
                 continue
+            if kind == "account-derived":
+                self._on_account_derived(ident, payload)
+                continue
+            if kind.startswith("account-"):
+                self._dirty.update(self.accounts.on_event(kind, ident, payload, now))
+                continue
             slot = self.slots.get(ident)
             if slot is None:
                 continue
@@ -727,6 +835,7 @@ class MultiStrategyOrchestrator:
             restored = f"restored snapshot #{slot.restored_seq}" if slot.restored_seq else "fresh"
             self._emit("started", ident, restored)
         elif kind == "start_failed" and payload[0] is slot.worker:
+            self.accounts.leave(ident)
             self._failure(slot, payload[1], now)
         elif kind == "exited" and payload[0] is slot.worker:
             if payload[1] is None:
@@ -739,11 +848,14 @@ class MultiStrategyOrchestrator:
             worker, name, timeout = payload
             reason = f"{name} did not return within {timeout:g}s; engine abandoned (its thread still runs)"
             self._emit("hung", ident, reason)
+            self.accounts.leave(ident)
             if worker is slot.worker:  # a later worker of the strategy is not affected
                 slot.worker = None
                 slot.state, slot.reason = WorkerState.FAILED, reason
         elif kind == "stopped":
             worker, final, forget = payload
+            if worker is slot.worker or slot.worker is None:
+                self.accounts.leave(ident)
             if isinstance(worker.error, HookError) and not isinstance(worker.error, HookTimeout):
                 slot.reason = _without_prefix(str(worker.error), ident)  # a hung stop or leftover threads
                 self._emit("warning", ident, slot.reason)
@@ -766,6 +878,7 @@ class MultiStrategyOrchestrator:
         if slot.removed and idle:
             self.slots.pop(slot.id, None)
             self._dirty.discard(slot.id)
+            self.accounts.forget(slot.id)
 
     def _failure(self, slot: Slot, exc: BaseException, now: datetime) -> None:
         error = _without_prefix(str(exc) or type(exc).__name__, slot.id)
@@ -843,6 +956,8 @@ class MultiStrategyOrchestrator:
             details["last_snapshot_at"] = slot.last_snapshot_at.isoformat() if slot.last_snapshot_at else None
         if slot.lease is not None:
             details["epoch"] = slot.lease.epoch
+        details.update(self.accounts.status_details(slot.id))
+        reason = slot.reason or (self.accounts.problem(slot.id) if slot.running else None)
         return StatusRecord(
             strategy_id=slot.id,
             state=str(slot.state),
@@ -850,7 +965,7 @@ class MultiStrategyOrchestrator:
             owner=self.owner,
             heartbeat=self.wall.now(),
             restarts=slot.restarts,
-            last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else slot.reason,
+            last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else reason,
             next_transition=phase.next_kind if phase else None,
             next_transition_at=phase.until if phase else None,
             details=details,
@@ -911,6 +1026,9 @@ class MultiStrategyOrchestrator:
             if sid in self.slots:
                 self.slots[sid].state = WorkerState.FAILED
                 self.slots[sid].reason = "did not stop in time at shutdown; abandoned"
+        if pool is not None:  # every engine has stopped (or was abandoned): the sessions close
+            closes = self.accounts.close_all()
+            wait_all(closes, timeout=max(0.0, deadline - SHUTDOWN_MARGIN_SECONDS / 2 - time.monotonic()))
         self.snapshots.stop()
         left = self.snapshots.flush(max(0.5, deadline - time.monotonic() - 1.0))
         if left:

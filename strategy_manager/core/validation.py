@@ -35,6 +35,10 @@ def validate_document(
     """The document's spec, if its engine accepts it; else a one-line QsmError."""
     spec = parse_strategy(document)
     try:
+        if spec.account is not None:
+            from strategy_manager.core.accounts import configured_account
+
+            configured_account(settings, spec.id, spec.account, spec.engine)
         hooks = registry.resolve(spec.engine)
         hooks.validate(spec, EngineContext.for_spec(settings, spec, classes))
     except QsmError as exc:
