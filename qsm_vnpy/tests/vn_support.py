@@ -226,7 +226,7 @@ class Driver(HookDriver):
         self, bars: int, snapshot: dict[str, Any] | None = None, **spec: Any
     ) -> tuple[Any, EngineContext]:
         engine, context = self.start(self.spec(hold_after_bars=bars, **spec), snapshot)
-        assert engine.gateway.holding.wait(60), f"replay never reached bar {bars}"
+        assert engine.stream.holding.wait(60), f"replay never reached bar {bars}"
         return engine, context
 
 
