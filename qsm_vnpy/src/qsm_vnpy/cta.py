@@ -19,6 +19,7 @@ and symbol (:mod:`qsm_vnpy.resume`).
 from __future__ import annotations
 
 import copy
+import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
@@ -58,9 +59,17 @@ class CtaRunner:
         self.private = False
         self.stream: ReplayStream | None = None
         self.started = False
+        #: Why the resume check of another strategy of the symbol halted this one.
+        self._halted: str | None = None
+        self._lock = threading.Lock()
         self._restored: dict[str, Any] | None = None
         self._final: dict[str, Any] | None = None
         self._init_failure: BaseException | None = None
+
+    @property
+    def restored_pos(self) -> float:
+        """The position the strategy started from: its snapshot's, or 0."""
+        return float(self._restored["variables"]["pos"]) if self._restored is not None else 0.0
 
     @property
     def main(self) -> Any:
@@ -154,10 +163,13 @@ class CtaRunner:
                 session.call(put_back)
         if self.stream is not None:
             self.stream.warm_up()
+        self._raise_if_halted()
         session.call(lambda: cta.start_strategy(sid))
         if not strategy.trading:
             raise EngineError(f"{sid}: on_start raised; see the log")
-        self.started = True
+        with self._lock:
+            self.started = True
+        self._raise_if_halted()  # halted while it started: the stop takes it out
         if self.stream is not None:
             self.context.spawn(self.stream.run, name="replay")
 
@@ -251,9 +263,20 @@ class CtaRunner:
         return self._capture_on_event_thread(timeout)
 
     def halt(self, reason: str) -> None:
-        """The resume check of another strategy of the symbol halted this one too."""
+        """The resume check of another strategy of the symbol halted this one too:
+        a running one crashes with the reason, a starting one refuses to start."""
         self.context.logger.error("halted: %s", reason)
-        self.context.on_crash(EngineHalted(f"{self.sid}: {reason}"))
+        with self._lock:
+            self._halted = reason
+            started = self.started
+        if started:
+            self.context.on_crash(EngineHalted(f"{self.sid}: {reason}"))
+
+    def _raise_if_halted(self) -> None:
+        with self._lock:
+            reason = self._halted
+        if reason is not None:
+            raise EngineHalted(f"{self.sid}: {reason}")
 
     # -- inside ------------------------------------------------------------------------
     def _capture_on_event_thread(self, timeout: float = 5.0) -> dict[str, Any]:

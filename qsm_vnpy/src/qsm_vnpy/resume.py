@@ -59,7 +59,8 @@ class Comparison:
     mine: list[str] = field(factory=list)
     unknown: list[OrderData] = field(factory=list)
     gone: list[str] = field(factory=list)
-    #: Running strategies of the symbol (halted with this one on ``halt``).
+    #: The symbol's other strategies in the session, running or starting (halted with
+    #: this one on ``halt``).
     running: list[CtaRunner] = field(factory=list)
 
     @property
@@ -193,16 +194,14 @@ def _compare(
     session = runner.session
     assert session is not None and session.cta is not None and session.main is not None
     cta, vt = session.cta, runner.vt_symbol
-    running = [
-        r
-        for r in session.runners.values()
-        if r is not runner and r.vt_symbol == vt and r.sid in cta.strategies and r.started
-    ]
+    running = [r for r in session.runners.values() if r is not runner and r.vt_symbol == vt]
     how = "restoring" if restored else "starting"
     holders = [Holder(runner.sid, float(strategy.pos), how, runner.settings.on_mismatch)]
-    holders += [
-        Holder(r.sid, float(cta.strategies[r.sid].pos), "running", r.settings.on_mismatch) for r in running
-    ]
+    for r in running:
+        other = cta.strategies.get(r.sid)
+        inited = other is not None and other.inited  # its variables are back
+        pos = float(other.pos) if inited else r.restored_pos
+        holders.append(Holder(r.sid, pos, "running" if r.started else "starting", r.settings.on_mismatch))
     holders += [Holder(p.sid, p.pos, "stopped", p.policy) for p in peers]
     mine = {saved["vt_orderid"] for saved in (restored or {}).get("orders", [])}
     known = set(mine)
