@@ -424,3 +424,43 @@ def test_a_document_on_a_replay_account_may_set_only_its_own_replay(tmp_path, re
     context = EngineContext(spec=spec, data_dir=tmp_path / "engines" / "vnpy" / "k", account=replay_account)
     with pytest.raises(InvalidStrategy, match="names gateway CTP, but account paper is on gateway REPLAY"):
         plugin.qsm_validate_engine(spec=spec, context=context)
+
+
+def test_a_halted_account_resumes_each_strategy_exactly_where_it_stopped(tmp_path, bars_dir, oracles):
+    from datetime import UTC, datetime
+
+    from strategy_manager.core.store import AccountHalt
+
+    settings = settings_for(tmp_path, str(bars_dir / "{symbol}.csv"))
+    store = open_store(settings)
+    which = {f"u:{symbol}:k": (symbol, 0) for symbol in list(SYMBOLS)[:3]}
+    for symbol, index in which.values():
+        store.upsert_strategy(account_doc(symbol, "k", PARAM_SETS[index], pace=400))
+    orchestrator = MultiStrategyOrchestrator(settings, store)
+    orchestrator.start()
+    try:
+        _wait(lambda: all(_cursor(orchestrator, s) > 40 for s in which), 60, "every strategy part-way")
+        store.halt_account(AccountHalt("paper", "kill switch test", halted_at=datetime.now(UTC), by="test"))
+        _wait(lambda: _states(orchestrator, list(which), "HALTED"), 30, "every strategy halted")
+        _wait(
+            lambda: all(orchestrator.slots[s].worker.context is None for s in which),
+            30,
+            "every engine stopped",
+        )
+        stopped = {sid: store.latest_snapshot(sid).state for sid in which}
+        assert all(0 < state["gateway"]["bars"] < SHORT_BARS for state in stopped.values())
+        store.resume_account("paper")
+        finals = {
+            s: wait_for_snapshot(store, s, lambda st: st["gateway"]["bars"] == SHORT_BARS, 60) for s in which
+        }
+    finally:
+        orchestrator.stop()
+    for sid in which:
+        assert trades(finals[sid].state) == oracles[which[sid]], sid
+
+
+def _cursor(orchestrator: MultiStrategyOrchestrator, sid: str) -> int:
+    slot = orchestrator.slots.get(sid)
+    engine = slot.worker.engine if slot is not None and slot.worker is not None else None
+    stream = engine.stream if engine is not None else None
+    return stream.cursor - stream.start_index if stream is not None else 0
