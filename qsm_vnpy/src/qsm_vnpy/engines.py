@@ -167,7 +167,8 @@ class MemoryCtaEngine(CtaEngine):
         else:
             context.logger.log(
                 level,
-                "%s refused: the lease of %s is not valid (another process may own it); nothing sent",
+                "%s refused: the lease of %s is not valid (another process may own it) "
+                "or its account is halted; nothing sent",
                 what,
                 name,
             )

@@ -282,7 +282,10 @@ class ReplayStream:
             return True
         level = logging.DEBUG if self._fenced_logged else logging.ERROR
         self._fenced_logged = True
-        message = f"{what()} refused: the lease of {self.sid} is not valid; nothing sent or filled"
+        message = (
+            f"{what()} refused: the lease of {self.sid} is not valid or its account is halted; "
+            "nothing sent or filled"
+        )
         if self.logger is not None:
             self.logger.log(level, "%s", message)
         else:
