@@ -101,10 +101,9 @@ def halt(app: App, name: str, cancel_orders: bool, reason: str) -> None:
     record = AccountHalt(name, reason, cancel_orders, SystemClock().now(), by=_who())
     app.store().halt_account(record)
     count = len(line.strategies)
+    strategies = "its strategy stops" if count == 1 else f"its {count} strategies stop"
     cancel = "; open orders are cancelled" if cancel_orders else ""
-    click.echo(
-        f"halted account {name}: its {count} strategies stop{cancel} ('accounts resume {name}' undoes it)"
-    )
+    click.echo(f"halted account {name}: {strategies}{cancel} ('accounts resume {name}' undoes it)")
 
 
 @accounts.command()
