@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any
@@ -234,19 +234,16 @@ class AccountBook:
             entry.stale = entry.state is not SessionState.CLOSED
         return name
 
-    def forget(self, sid: str) -> None:
-        """The strategy's document is gone (and its engine stopped)."""
+    def unassign(self, sid: str) -> None:
+        """The strategy's account is unknown now (its document cannot be read)."""
         self._of.pop(sid, None)
         self._assigned.pop(sid, None)
         self._found_for.pop(sid, None)
+
+    def forget(self, sid: str) -> None:
+        """The strategy's document is gone and its engine stopped."""
+        self.unassign(sid)
         self.leave(sid)
-
-    def account_of(self, sid: str) -> str | None:
-        name = self._of.get(sid)
-        return None if name is PENDING else name
-
-    def pending(self, sid: str) -> bool:
-        return self._of.get(sid) is PENDING
 
     def members_of(self, name: str) -> list[str]:
         return sorted(s for s, n in self._of.items() if n == name)
@@ -483,22 +480,29 @@ class AccountBook:
         return self.members_of(name)
 
     # -- what a start and the status need ---------------------------------------------
-    def member_ids(self, sids: Iterable[str]) -> set[str]:
-        """Every strategy of the accounts of ``sids``."""
-        names = {self._of.get(s) for s in sids}
-        return {s for s, n in self._of.items() if isinstance(n, str) and n in names}
+    def member_ids(self, specs: Iterable[StrategySpec], known: Mapping[str, StrategySpec]) -> set[str]:
+        """The strategies that trade the symbol of one of ``specs`` in its account
+        (``known``: every spec by id)."""
+        wanted = {(self._of.get(spec.id), spec.symbol) for spec in specs}
+        return {
+            sid
+            for sid, name in self._of.items()
+            if isinstance(name, str) and sid in known and (name, known[sid].symbol) in wanted
+        }
 
     def members(
-        self, name: str, specs: Mapping[str, StrategySpec], stored: Mapping[str, Snapshot]
+        self, spec: StrategySpec, specs: Mapping[str, StrategySpec], stored: Mapping[str, Snapshot]
     ) -> dict[str, Member]:
-        """The account's strategies known here, each with its latest stored snapshot."""
+        """The strategies of ``spec``'s account trading its symbol (itself included),
+        each with its latest stored snapshot."""
+        name = self._of.get(spec.id)
         found = {}
-        for sid in self.members_of(name):
-            spec = specs.get(sid)
-            if spec is None:
+        for sid in self.members_of(name) if isinstance(name, str) else []:
+            other = specs.get(sid)
+            if other is None or other.symbol != spec.symbol:
                 continue
             snap = stored.get(sid)
-            found[sid] = Member(spec, snap.state if snap is not None and snap.error is None else None)
+            found[sid] = Member(other, snap.state if snap is not None and snap.error is None else None)
         return found
 
     def status_details(self, sid: str) -> dict[str, Any]:
@@ -520,9 +524,6 @@ class AccountBook:
         if entry is None or not entry.problem or entry.state is not SessionState.OPEN:
             return None
         return f"account {name}: session: {entry.problem}"
-
-    def names(self) -> Collection[str]:
-        return self.entries.keys()
 
 
 def configured_account(settings: Settings, sid: str, name: str, engine: str) -> Account:

@@ -159,9 +159,10 @@ class EngineContext:
     #: has none (no account, an engine without sessions, a test): the engine then
     #: connects by itself.
     session: Any = None
-    #: Every strategy of the account the core knows (this one included), by id, with
-    #: its latest stored snapshot as of this start: what a resume check needs to sum
-    #: the positions of an account.
+    #: Every strategy of the account trading the same symbol that the core knows (this
+    #: one included, and a disabled one: its position is still at the broker), by id,
+    #: with its latest stored snapshot as of this start: what a resume check needs to
+    #: sum the account's position in the symbol.
     members: Mapping[str, Member] = field(factory=dict)
 
     @classmethod

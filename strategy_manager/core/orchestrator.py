@@ -486,6 +486,10 @@ class MultiStrategyOrchestrator:
             if slot.worker is not None:
                 self._submit_stop(slot, WorkerState.DISABLED, forget=True)
             slot.state, slot.reason = WorkerState.DISABLED, "disabled in its document"
+            try:  # its position is still at the broker: it counts in its account's checks
+                self.accounts.assign(spec.id, spec, self.registry.resolve(spec.engine))
+            except QsmError:
+                self.accounts.unassign(spec.id)
             return
         try:
             hooks = self.registry.resolve(spec.engine)
@@ -506,6 +510,7 @@ class MultiStrategyOrchestrator:
     def _block(self, slot: Slot, reason: str) -> None:
         if slot.worker is not None:
             self._submit_stop(slot, WorkerState.BLOCKED, forget=True)
+        self.accounts.unassign(slot.id)
         slot.spec, slot.policy = None, None
         if slot.state is not WorkerState.BLOCKED or slot.reason != reason:
             self._emit("blocked", slot.id, reason)
@@ -664,7 +669,7 @@ class MultiStrategyOrchestrator:
         slot = self.slots.get(sid)
         if slot is not None:
             self._dirty.add(sid)
-            if problem is not None and slot.spec is not None:
+            if problem is not None and slot.spec is not None and slot.spec.enabled:
                 self._block(slot, problem)
 
     def _hold(self, slot: Slot, hold: tuple[str, str]) -> None:
@@ -675,20 +680,25 @@ class MultiStrategyOrchestrator:
             self._dirty.add(slot.id)
 
     def _start_all(self, slots: list[Slot]) -> None:
-        """Start ``slots`` with their latest snapshots, and those of the other
-        strategies of their accounts, read in one bulk call here (on the control
-        thread, whose deep stack decodes whatever the store holds)."""
-        ids = [s.id for s in slots]
-        stored = self.store.latest_snapshots(sorted(set(ids) | self.accounts.member_ids(ids)))
+        """Start ``slots`` with their latest snapshots, and those of the strategies of
+        the same account and symbol (a disabled one's included: its position is still
+        at the broker), read in one bulk call here (on the control thread, whose deep
+        stack decodes whatever the store holds)."""
         specs = {s.id: s.spec for s in self.slots.values() if s.spec is not None}
-        members: dict[str, Any] = {}
+        starting = [s.spec for s in slots if s.spec is not None]
+        stored = self.store.latest_snapshots(
+            sorted({s.id for s in slots} | self.accounts.member_ids(starting, specs))
+        )
+        members: dict[tuple[str, str], Any] = {}  # shared by the strategies of one account and symbol
         for slot in slots:
-            assert slot.lease is not None and slot.worker is not None
+            assert slot.lease is not None and slot.worker is not None and slot.spec is not None
             account, session = self.accounts.enter(slot.id)
-            if account is not None and account.name not in members:
-                members[account.name] = self.accounts.members(account.name, specs, stored)
-            slot.worker.account, slot.worker.session = account, session
-            slot.worker.members = members.get(account.name, {}) if account is not None else {}
+            slot.worker.account, slot.worker.session, slot.worker.members = account, session, {}
+            if account is not None:
+                key = (account.name, slot.spec.symbol)
+                if key not in members:
+                    members[key] = self.accounts.members(slot.spec, specs, stored)
+                slot.worker.members = members[key]
             self._submit_start(slot, slot.lease, stored.get(slot.id))
 
     def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:

@@ -116,9 +116,9 @@ def test_the_strategies_of_an_account_share_one_session_opened_on_the_hook_pool(
     assert session.account.name == "acct"
     assert session.account.settings == {"host": "broker-1", "password": "hunter22"}
     assert all(t.startswith("qsm-hooks-") for t in r.plugin.open_threads)
-    # each engine has its own fence, and knows its account's members
+    # each engine has its own fence, and knows the members of its account and symbol
     context = r.plugin.contexts[ids[0]]
-    assert context.account.name == "acct" and sorted(context.members) == sorted(ids)
+    assert context.account.name == "acct" and sorted(context.members) == [ids[0]]
     r.orch._flush_status()
     details = r.status()[ids[0]].details
     assert details["account"] == "acct" and details["session"] == "OPEN"
@@ -195,7 +195,8 @@ def test_while_a_session_cannot_open_its_strategies_say_why(run):
         r.orch._flush_status()
         rows = r.status()
         return all(
-            s in rows and rows[s].state == "BACKOFF" and "login refused" in (rows[s].last_error or "") for s in ids
+            s in rows and rows[s].state == "BACKOFF" and "login refused" in (rows[s].last_error or "")
+            for s in ids
         )
 
     wait_for(backing_off, 20, "every member showing the refused login")
@@ -230,8 +231,7 @@ def test_a_session_problem_shows_on_every_member_until_it_is_well(run):
     wait_for(lambda: shown("account acct: session: front 180.168.146.187 disconnected"), 10, "the problem")
     assert all(r.state(s) == "RUNNING" for s in ids)  # reconnecting is the session's job
     session.report(None)
-    wait_for(lambda: all(not (row.last_error or "") for sid, row in r.status().items() if sid in ids) or None, 10,
-             "the problem cleared")
+    wait_for(lambda: all(not (r.status()[s].last_error or "") for s in ids), 10, "the problem cleared")
 
 
 def test_a_hung_open_is_abandoned_at_its_deadline_and_other_strategies_run(run, settings):
@@ -252,16 +252,57 @@ def test_a_hung_open_is_abandoned_at_its_deadline_and_other_strategies_run(run, 
         plugin.release.set()
 
 
+def test_a_start_knows_the_strategies_of_its_account_and_symbol_a_disabled_one_included(run, settings):
+    """What a resume check sums: the strategies of the account trading the symbol, a
+    disabled one with its last snapshot (its position is still at the broker), also
+    after a restart; not those of the account's other symbols, of another account, or
+    of a document that no longer resolves (its account is unknown now)."""
+    store = open_store(settings)
+    same = ["u:X:a", "u:X:off", "u:X:bad"]
+    for sid in same:
+        store.upsert_strategy(doc("X", sid.rsplit(":", 1)[1], account="acct"))
+    store.upsert_strategy(doc("Y", "a", account="acct"))
+    store.upsert_strategy(doc("X", "o", account="other"))
+    first = run(store=store)
+    first.orch.start()
+    first.wait_states([*same, "u:Y:a", "u:X:o"], "RUNNING")
+    assert sorted(first.plugin.contexts["u:X:a"].members) == sorted(same)
+    assert sorted(first.plugin.contexts["u:Y:a"].members) == ["u:Y:a"]
+    assert sorted(first.plugin.contexts["u:X:o"].members) == ["u:X:o"]
+    store.update_strategy("u:X:off", {"enabled": False})
+    store.update_strategy("u:X:bad", {"engine": "not-installed"})
+    first.wait_states(["u:X:off"], "DISABLED")
+    first.wait_states(["u:X:bad"], "BLOCKED")
+    first.orch._flush_status()
+    assert first.status()["u:X:off"].details["account"] == "acct"  # disabled, still in its account
+    assert "account" not in first.status()["u:X:bad"].details
+    first.orch.stop()
+    saved = store.latest_snapshot("u:X:off")
+    assert saved is not None
+
+    second = run(store=store)  # the disabled document is disabled from the outset
+    second.orch.start()
+    second.wait_states(["u:X:a"], "RUNNING")
+    second.wait_states(["u:X:off"], "DISABLED")
+    members = second.plugin.contexts["u:X:a"].members
+    assert sorted(members) == ["u:X:a", "u:X:off"]
+    assert members["u:X:off"].snapshot == saved.state and members["u:X:off"].spec.enabled is False
+    assert "u:X:off" not in second.plugin.sessions_seen  # never started
+
+
 # -- derived accounts ----------------------------------------------------------------------
 def test_documents_without_an_account_share_the_account_their_engine_derives(run):
     r = run()
     for key in ("a", "b"):
         r.store.upsert_strategy(doc("X", key, params={"desk": "D1"}))
     r.store.upsert_strategy(doc("Y", params={"desk": "D2"}))
-    r.store.upsert_strategy(doc("Z", params={"desk": "D1", "host": "elsewhere"}))
     r.orch.start()
     r.wait_states(["u:X:a", "u:X:b", "u:Y:k"], "RUNNING")
+    r.store.upsert_strategy(doc("Z", params={"desk": "D1", "host": "elsewhere"}))
+    r.store.upsert_strategy(doc("Z", "off", params={"desk": "D1", "host": "elsewhere"}, enabled=False))
     r.wait_states(["u:Z:k"], "BLOCKED")
+    wait_for(lambda: r.orch.accounts._of.get("u:Z:off", "-") is None, 10, "u:Z:off's derivation refused")
+    assert r.state("u:Z:off") == "DISABLED"  # disabled says more than why it could not run
     sessions = {sid: r.plugin.sessions_seen[sid][0] for sid in ("u:X:a", "u:X:b", "u:Y:k")}
     assert sessions["u:X:a"] is sessions["u:X:b"] is not sessions["u:Y:k"]
     assert sessions["u:X:a"].account.name == "desk:D1" and sessions["u:X:a"].account.derived
@@ -282,9 +323,7 @@ def test_an_unknown_account_or_one_of_another_engine_blocks_the_document(run):
 
 # -- the kill switch --------------------------------------------------------------------------
 def halt(store, account: str, cancel: bool = False) -> None:
-    store.halt_account(
-        AccountHalt(account, "runaway losses", cancel, datetime.now(UTC), by="ops@desk")
-    )
+    store.halt_account(AccountHalt(account, "runaway losses", cancel, datetime.now(UTC), by="ops@desk"))
 
 
 def test_a_halt_stops_every_strategy_of_the_account_and_no_other(run):
