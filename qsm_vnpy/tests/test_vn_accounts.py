@@ -245,6 +245,43 @@ def test_a_mismatch_halts_that_account_and_symbol_only(tmp_path, bars_dir, oracl
     assert not [e for e in events if e[0] == "error" and e[1] in halted]  # no restarts
 
 
+def test_a_disabled_strategy_s_position_still_counts_in_the_check_of_its_account_and_symbol(
+    tmp_path, bars_dir, oracles
+):
+    """Its position is still at the broker: a broker that holds both strategies'
+    positions agrees with the one that resumes."""
+    settings = settings_for(tmp_path, str(bars_dir / "{symbol}.csv"))
+    store = open_store(settings)
+    resumed, disabled = "u:600000.SH:a", "u:600000.SH:b"
+    for sid in (resumed, disabled):
+        store.upsert_strategy(
+            account_doc("600000.SH", sid[-1], PARAM_SETS[sid == disabled], hold_after_bars=300)
+        )
+    first = MultiStrategyOrchestrator(settings, store)
+    first.start()
+    try:
+        for sid in (resumed, disabled):
+            _wait(lambda sid=sid: _held(first, sid), 120, f"{sid} held")
+    finally:
+        first.stop()
+    saved = {sid: store.latest_snapshot(sid).state for sid in (resumed, disabled)}
+    assert saved[disabled]["variables"]["pos"] != 0, "the test needs a position of the disabled one"
+    store.upsert_strategy(account_doc("600000.SH", "a", PARAM_SETS[0]))  # no longer held
+    store.update_strategy(disabled, {"enabled": False})
+
+    both = sum(s["variables"]["pos"] for s in saved.values())
+    broker = settings_for(tmp_path, str(bars_dir / "{symbol}.csv"), positions={"600000.SH": both})
+    second = MultiStrategyOrchestrator(broker, store)
+    second.start()
+    try:
+        end = wait_for_snapshot(store, resumed, lambda s: s["gateway"]["bars"] == SHORT_BARS, 60)
+        assert str(second.slots[disabled].state) == "DISABLED"
+    finally:
+        second.stop()
+    assert trades(end.state) == oracles["600000.SH", 0]
+    assert store.latest_snapshot(disabled).state == saved[disabled]
+
+
 # -- one session through the plugin's hooks, as the core drives them ----------------------
 @pytest.fixture
 def replay_account(tmp_path, bars_csv) -> Account:
@@ -447,7 +484,8 @@ def test_a_halted_account_resumes_each_strategy_exactly_where_it_stopped(tmp_pat
             30,
             "every engine stopped",
         )
-        stopped = {sid: store.latest_snapshot(sid).state for sid in which}
+        # the halt's final snapshots reach the store through the snapshot writer
+        stopped = {sid: wait_for_snapshot(store, sid, lambda st: True, 30).state for sid in which}
         assert all(0 < state["gateway"]["bars"] < SHORT_BARS for state in stopped.values())
         store.resume_account("paper")
         finals = {

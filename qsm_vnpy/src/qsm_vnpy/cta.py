@@ -156,11 +156,18 @@ class CtaRunner:
             attach = resume.check(self, strategy, restored)
             if restored is not None:
 
-                def put_back() -> None:
-                    orders.put_back_stops(cta, strategy, restored)
+                def put_back() -> dict[str, str]:
+                    renamed = orders.put_back_stops(cta, strategy, restored)
                     orders.attach(cta, strategy, attach)
+                    return renamed
 
-                session.call(put_back)
+                renamed = session.call(put_back)
+                if renamed:  # a strategy that cancels a stop order by its old id misses it
+                    self.context.logger.warning(
+                        "stop order id(s) of the snapshot taken in the account's engine already; "
+                        "the orders were put back as %s",
+                        ", ".join(f"{old} -> {new}" for old, new in renamed.items()),
+                    )
         if self.stream is not None:
             self.stream.warm_up()
         self._raise_if_halted()

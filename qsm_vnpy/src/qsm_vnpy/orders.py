@@ -47,15 +47,18 @@ def capture(cta: CtaEngine, main: MainEngine, sid: str) -> dict[str, Any]:
     return {"stop_order_count": cta.stop_order_count, "stop_orders": stops, "orders": working}
 
 
-def put_back_stops(cta: CtaEngine, strategy: CtaTemplate, snapshot: dict[str, Any]) -> None:
+def put_back_stops(cta: CtaEngine, strategy: CtaTemplate, snapshot: dict[str, Any]) -> dict[str, str]:
     """Put the snapshot's stop orders back in the engine, without telling the strategy
-    (it was told when it placed them)."""
+    (it was told when it placed them). Returns the ids that were taken in the engine
+    already, each with the new id its order got."""
     cta.stop_order_count = max(cta.stop_order_count, snapshot.get("stop_order_count", 0))
+    renamed = {}
     for saved in snapshot.get("stop_orders", []):
         stop_orderid = saved["stop_orderid"]
         if stop_orderid in cta.stop_orders:  # another strategy's of the engine (from another session)
             cta.stop_order_count += 1
-            stop_orderid = f"{STOPORDER_PREFIX}.{cta.stop_order_count}"
+            renamed[stop_orderid] = f"{STOPORDER_PREFIX}.{cta.stop_order_count}"
+            stop_orderid = renamed[stop_orderid]
         stop_order = StopOrder(
             vt_symbol=strategy.vt_symbol,
             direction=Direction[saved["direction"]],
@@ -71,6 +74,7 @@ def put_back_stops(cta: CtaEngine, strategy: CtaTemplate, snapshot: dict[str, An
         )
         cta.stop_orders[stop_order.stop_orderid] = stop_order
         cta.strategy_orderid_map[strategy.strategy_name].add(stop_order.stop_orderid)
+    return renamed
 
 
 def attach(cta: CtaEngine, strategy: CtaTemplate, vt_orderids: list[str]) -> None:
