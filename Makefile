@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 soak: $(STAMP)
-	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
+	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --flap 120 --write docs/reliability.md
 
 # The three wheels, for `pip install --find-links dist "quant-strategy-manager[all]"`.
 # Stale build/ folders are removed first: setuptools would put deleted files back in.

@@ -79,6 +79,9 @@ SAFE_URI_OPTIONS = frozenset(
     )
 )
 
+#: Settings that are secrets as a whole: never shown, and masked in any text.
+SECRET_SETTINGS = ("http_token",)
+
 #: Places in ``engine_options`` (below the engine name) masked for every engine.
 ALWAYS_SECRET: tuple[tuple[str, ...], ...] = (("gateways",),)
 
@@ -245,9 +248,18 @@ def settings_view(
             view[f.name] = masked_options(value, declared)
         elif f.name == "accounts":
             view[f.name] = masked_accounts(value)
+        elif f.name in SECRET_SETTINGS:
+            view[f.name] = None if value is None else MASK
         else:
             view[f.name] = _plain(value)
     return view
+
+
+def masked_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A strategy document as it may be shown (by a server, say): a document holds no
+    credential, but as a backstop every value under a key that names a secret is
+    masked, at any depth, and so are the credentials of any URI in it."""
+    return _mask_tree(document, ("document",), ())  # type: ignore[no-any-return]
 
 
 def _plain(value: Any) -> Any:
@@ -319,6 +331,7 @@ class Redactor:
             secrets += uri_secrets(settings.mongo_uri)
         secrets += _secret_values(settings.engine_options, (), secret_rules(declared))
         secrets += account_secrets(settings.accounts)
+        secrets += [v for v in (getattr(settings, name, None) for name in SECRET_SETTINGS) if v]
         return cls(secrets)
 
     def text(self, text: str) -> str:

@@ -54,6 +54,8 @@ from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
 from strategy_manager.core.store import AccountHalt, Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
+from strategy_manager.core.telemetry import NO_TELEMETRY, Telemetry
+from strategy_manager.core.validation import validate_document, validate_spec
 from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
 
 log = logging.getLogger("strategy_manager.orchestrator")
@@ -125,6 +127,9 @@ class Slot:
     phase: Phase | None = None
     last_snapshot_seq: int | None = None
     last_snapshot_at: datetime | None = None
+    #: The document version its engine has accepted (qsm_validate_engine); a strategy
+    #: starts only once its current version is checked.
+    checked: Hashable = None
 
     @property
     def running(self) -> bool:
@@ -140,6 +145,7 @@ class MultiStrategyOrchestrator:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         owner: str | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         validate_settings(settings)
         self.settings = settings
@@ -150,6 +156,10 @@ class MultiStrategyOrchestrator:
         self.wall = SystemClock()
         self.lifecycle = LifecycleManager(settings)
         self.on_event = on_event
+        #: Told about hooks, store calls, loop turns and status changes (default: nobody).
+        self.telemetry = telemetry or NO_TELEMETRY
+        if telemetry is not None:
+            self.registry.telemetry = telemetry
         self.record = this_process(self.wall.now(), owner)
         self.owner = self.record.owner
         self.keeper = LeaseKeeper(
@@ -165,11 +175,13 @@ class MultiStrategyOrchestrator:
         self.slots: dict[str, Slot] = {}
         self.classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
         self.accounts = AccountBook(
-            settings, self.classes, self.clock, self._run_on_pool, self._post, self._emit
+            settings, self.classes, self.clock, self._pool_submit, self._post, self._emit
         )
         self.pool: HookPool | None = None
         self.fatal: QsmError | None = None
-        self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
+        #: (kind, strategy id, payload, the simulated clock's hold until it is seen)
+        self._events: queue.SimpleQueue[tuple[str, str, Any, AbstractContextManager[None]]]
+        self._events = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -199,9 +211,13 @@ class MultiStrategyOrchestrator:
         params: dict[str, Any] | None = None,
         *,
         user_id: str = "default",
+        force: bool = False,
         **fields: Any,
     ) -> str:
-        """Write (or update) a strategy document; the reconcile loop starts it."""
+        """Write (or update) a strategy document; the reconcile loop starts it.
+
+        Its engine checks it first (its class, its params): one it refuses raises a
+        one-line QsmError and is not stored, unless ``force``."""
         document = {
             "user_id": user_id,
             "symbol": symbol,
@@ -211,7 +227,10 @@ class MultiStrategyOrchestrator:
             "enabled": True,
             **fields,
         }
-        spec = parse_strategy(document)
+        if force:
+            spec = parse_strategy(document)
+        else:
+            spec = validate_document(self.settings, self.registry, document)
         self.store.upsert_strategy(document)
         self.wake()
         return spec.id
@@ -261,7 +280,9 @@ class MultiStrategyOrchestrator:
             self._shutdown(timeout if timeout is not None else self.settings.stop_timeout)
 
     def run(self, seconds: float | None = None) -> None:
-        """Start, block for ``seconds`` of clock time (or until :meth:`stop`), stop."""
+        """Start, block for ``seconds`` of clock time (or until :meth:`stop`, or Ctrl-C),
+        stop. On Ctrl-C every strategy is snapshotted and stopped, its final status
+        written, and ``run`` returns normally."""
         deadline = None if seconds is None else self.clock.now() + timedelta(seconds=seconds)
         self._until = deadline
         self.start()
@@ -277,6 +298,8 @@ class MultiStrategyOrchestrator:
                     else min(0.5, self.clock.real_seconds((deadline - self.clock.now()).total_seconds()))
                 )
                 self._stopping.wait(max(wait, 0.001))
+        except KeyboardInterrupt:
+            log.warning("interrupted: snapshotting and stopping every strategy")
         finally:
             self.stop()
 
@@ -290,6 +313,12 @@ class MultiStrategyOrchestrator:
         self._force = True
         self._wake.set()
 
+    def restart(self, strategy_id: str) -> None:
+        """Ask the control loop to restart ``strategy_id`` (from any thread; never
+        blocks): a running engine is stopped with a snapshot and started again from
+        it while its schedule says run; a FAILED or backing-off one is retried now."""
+        self._post("restart", strategy_id, None)
+
     def _emit(self, kind: str, ident: str, detail: str) -> None:
         events_log.log(EVENT_LEVELS.get(kind, logging.INFO), "%s %s: %s", kind, ident, detail)
         if self.on_event is not None:
@@ -300,18 +329,25 @@ class MultiStrategyOrchestrator:
         """Sleep until something is due; an idle wake-up costs O(1), not O(strategies)."""
         watch_stop = self._start_watch()
         due = _Due(snapshot=self.clock.now() + timedelta(seconds=self.settings.snapshot_interval))
+        late: float | None = None
         while not self._stopping.is_set():
             self._wake.clear()
+            began = time.monotonic()
             with self._clock_hold():  # the work of one wake-up costs no simulated time
                 self._turn(due)
                 wake_at = min(t for t in (due.schedule, due.snapshot, self._until) if t is not None)
                 self._set_barrier(wake_at)  # a simulated clock waits for us there
                 self._hold_for_claims()
-            wait = min(
-                due.poll - time.monotonic(),
-                self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+            self.telemetry.loop_turned(late, time.monotonic() - began)
+            wait = max(
+                0.005,
+                min(
+                    due.poll - time.monotonic(),
+                    self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+                ),
             )
-            self._wake.wait(max(wait, 0.005))
+            planned = time.monotonic() + wait
+            late = None if self._wake.wait(wait) else max(0.0, time.monotonic() - planned)
         watch_stop.set()
         self._set_barrier(None)
         self._release_claim_hold()
@@ -503,9 +539,32 @@ class MultiStrategyOrchestrator:
         if slot.worker is not None and fingerprint != slot.fingerprint:
             self._emit("reload", slot.id, "document changed; restarting with the new spec")
             self._submit_stop(slot, WorkerState.STOPPED, forget=True)
+        if fingerprint != slot.fingerprint or slot.checked is None:
+            slot.checked = None  # the schedule has it checked before anything starts
+        else:
+            slot.checked = version  # only updated_at or enabled changed: already checked
         slot.spec, slot.policy, slot.fingerprint, slot.hooks = spec, policy, fingerprint, hooks
         if slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED):
             slot.state, slot.reason = WorkerState.WAITING, None
+
+    def _submit_check(self, slot: Slot, spec: StrategySpec, hooks: Any, version: Hashable) -> None:
+        """The engine checks the document on the hook pool (it may import user code);
+        one it refuses is BLOCKED at once, with the reason, and never retried."""
+        settings, classes = self.settings, self.classes
+
+        def op() -> None:
+            try:
+                validate_spec(settings, lambda: hooks, spec, classes)
+            except QsmError as exc:
+                self._post("check_failed", slot.id, (version, exc))
+            else:
+                self._post("checked", slot.id, version)
+
+        def hung() -> None:
+            timeout = HookTimeout(f"{slot.id}: the engine's check did not return")
+            self._post("check_failed", slot.id, (version, timeout))
+
+        self._pool_submit(slot.id, op, self.settings.start_timeout, "check", hung)
 
     def _block(self, slot: Slot, reason: str) -> None:
         if slot.worker is not None:
@@ -579,6 +638,9 @@ class MultiStrategyOrchestrator:
         self.accounts.tick(now)
         for slot in list(self.slots.values()):
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
+                continue
+            if slot.checked != slot.version:
+                self._submit_check(slot, slot.spec, slot.hooks, slot.version)
                 continue
             if slot.state is WorkerState.FAILED or slot.lease is None:
                 continue
@@ -745,15 +807,15 @@ class MultiStrategyOrchestrator:
     def _submit(
         self, slot: Slot, worker: EngineWorker, op: Callable[[], None], timeout: float, name: str
     ) -> Future[Any]:
-        """Run ``op`` on the hook pool after the slot's earlier operations."""
+        """Run ``op`` of ``worker`` on the hook pool after the slot's earlier operations."""
 
         def hung() -> None:  # in the pool's watchdog: never block here
             worker.abandon(f"{name} did not return within {timeout:g}s; engine abandoned")
             self._post("hung", slot.id, (worker, name, timeout))
 
-        return self._run_on_pool(slot.id, op, timeout, name, hung)
+        return self._pool_submit(slot.id, op, timeout, name, hung)
 
-    def _run_on_pool(
+    def _pool_submit(
         self, key: Hashable, op: Callable[[], None], timeout: float, name: str, hung: Callable[[], None]
     ) -> Future[Any]:
         """Run ``op`` on the hook pool after ``key``'s earlier tasks, with a deadline."""
@@ -807,7 +869,9 @@ class MultiStrategyOrchestrator:
         return WIND_DOWN_SECONDS + s.snapshot_timeout + 2 * s.stop_timeout + 1.0
 
     def _post(self, kind: str, ident: str, payload: Any) -> None:
-        self._events.put((kind, ident, payload))
+        hold = self._clock_hold()  # a simulated clock waits until the loop has seen it
+        hold.__enter__()
+        self._events.put((kind, ident, payload, hold))
         self._wake.set()
 
     def _drain_events(self, now: datetime) -> bool:
@@ -815,25 +879,31 @@ class MultiStrategyOrchestrator:
         seen = False
         while True:
             try:
-                kind, ident, payload = self._events.get_nowait()
+                kind, ident, payload, hold = self._events.get_nowait()
             except queue.Empty:
                 return seen
             seen = True
-            if kind == "leases":
-                self._on_leases(payload)
-                continue
-            if kind == "account-derived":
-                self._on_account_derived(ident, payload)
-                continue
-            if kind.startswith("account-"):
-                self._dirty.update(self.accounts.on_event(kind, ident, payload, now))
-                continue
-            slot = self.slots.get(ident)
-            if slot is None:
-                continue
-            self._dirty.add(ident)
-            self._apply_event(slot, kind, payload, now)
-            self._forget_if_idle(slot)
+            try:
+                self._apply_reported(kind, ident, payload, now)
+            finally:
+                hold.__exit__(None, None, None)
+
+    def _apply_reported(self, kind: str, ident: str, payload: Any, now: datetime) -> None:
+        if kind == "leases":
+            self._on_leases(payload)
+            return
+        if kind == "account-derived":
+            self._on_account_derived(ident, payload)
+            return
+        if kind.startswith("account-"):
+            self._dirty.update(self.accounts.on_event(kind, ident, payload, now))
+            return
+        slot = self.slots.get(ident)
+        if slot is None:
+            return
+        self._dirty.add(ident)
+        self._apply_event(slot, kind, payload, now)
+        self._forget_if_idle(slot)
 
     def _apply_event(self, slot: Slot, kind: str, payload: Any, now: datetime) -> None:
         ident = slot.id
@@ -854,6 +924,13 @@ class MultiStrategyOrchestrator:
                 self._submit_stop(slot, WorkerState.FINISHED, forget=False)
             else:
                 self._failure(slot, payload[1], now)
+        elif kind == "checked":
+            if payload == slot.version:
+                slot.checked = payload
+        elif kind == "check_failed":
+            version, exc = payload
+            if version == slot.version:
+                self._block(slot, _without_prefix(str(exc) or type(exc).__name__, ident))
         elif kind == "hung":
             worker, name, timeout = payload
             reason = f"{name} did not return within {timeout:g}s; engine abandoned (its thread still runs)"
@@ -871,6 +948,8 @@ class MultiStrategyOrchestrator:
                 self._emit("warning", ident, slot.reason)
             elif forget and final is not WorkerState.FAILED:
                 self._emit("stopped", ident, "snapshot saved")
+        elif kind == "restart":
+            self._restart(slot)
         elif kind == "snapshot":
             seq, problem = payload
             if problem is None:
@@ -878,6 +957,17 @@ class MultiStrategyOrchestrator:
             else:
                 slot.reason = _without_prefix(problem, ident)
                 self._emit("warning", ident, slot.reason)
+
+    def _restart(self, slot: Slot) -> None:
+        slot.failures.clear()
+        slot.retry_at = None
+        if slot.state in (WorkerState.FAILED, WorkerState.BACKOFF):
+            slot.state, slot.reason = WorkerState.WAITING, None
+        if slot.running:
+            self._emit("restart", slot.id, "restart requested; stopping with a snapshot, then starting again")
+            self._submit_stop(slot, WorkerState.WAITING, forget=True)
+        else:
+            self._emit("restart", slot.id, "restart requested; starts when its schedule and lease allow")
 
     def _sweep_removed(self) -> None:
         for slot in [s for s in self.slots.values() if s.removed]:
@@ -985,7 +1075,9 @@ class MultiStrategyOrchestrator:
         if not self._dirty:
             return
         slots = [self.slots[i] for i in self._dirty if i in self.slots]
-        records = [self._status(slot) for slot in slots if self._reports(slot)]
+        changed = [(self._status(slot), slot) for slot in slots]
+        self.telemetry.status_changed([record for record, _slot in changed])
+        records = [record for record, slot in changed if self._reports(slot)]
         dirty, self._dirty = self._dirty, set()
         try:
             self.store.write_status(records)
@@ -1016,13 +1108,14 @@ class MultiStrategyOrchestrator:
             for slot in working:
                 worker = slot.worker
                 assert worker is not None
-                final = worker.state if slot.state is WorkerState.FAILED else WorkerState.STOPPED
+                ended = slot.state in (WorkerState.FAILED, WorkerState.FINISHED)
+                final = slot.state if ended else WorkerState.STOPPED
 
                 def op(worker: EngineWorker = worker, final: WorkerState = final) -> None:
                     worker.stop(save_state=True, final_state=final)
 
                 stops[slot.id] = self._submit(slot, worker, op, budget, "stop")
-                slot.state = WorkerState.STOPPED if slot.state is not WorkerState.FAILED else slot.state
+                slot.state = final
             wait_all(
                 list(stops.values()), timeout=max(0.0, deadline - SHUTDOWN_MARGIN_SECONDS - time.monotonic())
             )

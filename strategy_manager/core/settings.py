@@ -208,6 +208,25 @@ class Settings:
             "(a lunch break does not reconnect)",
         ),
     )
+    http_listen: str | None = field(
+        default=None,
+        metadata=_meta(
+            "QSM_HTTP_LISTEN",
+            "host:port where run serves the HTTP API, dashboard and metrics (needs the web extra); "
+            "unset: no server",
+        ),
+    )
+    http_token: str | None = field(
+        default=None,
+        metadata=_meta(
+            "QSM_HTTP_TOKEN",
+            "bearer token the HTTP API's writes need (and its reads with http_auth_reads); masked everywhere",
+        ),
+    )
+    http_auth_reads: bool = field(
+        default=False,
+        metadata=_meta("QSM_HTTP_AUTH_READS", "the HTTP API's reads and /metrics need the token too"),
+    )
 
     @property
     def store_kind(self) -> str:
@@ -503,6 +522,8 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
     kind = str(_FIELDS[name].type)  # annotations are strings here
     text = isinstance(raw, str)
     try:
+        if kind == "bool":
+            return _coerce_bool(raw, origin)
         if kind in ("int",):
             value = int(raw) if text else raw
             if not isinstance(value, int) or isinstance(value, bool):

@@ -19,6 +19,9 @@ from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy
 
+#: A store returns a row it cannot decode as a document holding the reason under
+#: this key (no user document can hold it: keys may not start with '$').
+INVALID = "$invalid"
 MAX_DEPTH = 32
 MAX_DOCUMENT_BYTES = 1_000_000
 MAX_NAME = 200
@@ -141,6 +144,8 @@ def parse_strategy(document: Any) -> StrategySpec:
     name = describe(document)
     if not isinstance(document, dict):
         raise InvalidStrategy(f"{name}: expected a JSON object, got {type(document).__name__}")
+    if INVALID in document:
+        raise InvalidStrategy(f"{name}: {document[INVALID]}")
     for key in _REQUIRED:
         if key not in document or document[key] is None:
             raise InvalidStrategy(f"{name}: missing required field '{key}'")

@@ -94,7 +94,9 @@ def test_the_vnpy_example_imports_and_trades_from_an_empty_folder(tmp_path):
         cwd=folder, check=True, capture_output=True,
     )  # fmt: skip
     assert run_cli("examples", "import", "vnpy", cwd=folder).returncode == 0
-    out = run_cli("run", "--for", "6s", "--poll-interval", "0.1", cwd=folder, timeout=120)
+    # A simulated clock stands still while the engines start, however slow the machine.
+    sim = ("--clock", "sim", "--start", "2026-11-24T10:00+08:00", "--speed", "60")
+    out = run_cli("run", *sim, "--for", "6m", "--poll-interval", "0.1", cwd=folder, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "started   demo:002050.SZ:double_ma  fresh" in out.stdout
     assert "started   demo:002050.SZ:breakout  fresh" in out.stdout

@@ -33,6 +33,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import define, field
 
+from strategy_manager.core.spec import INVALID as INVALID  # re-exported for the stores
+
 
 @define(frozen=True)
 class Snapshot:
@@ -113,10 +115,6 @@ class AccountHalt:
     halted_at: datetime | None = None
     #: Who halted it (user@host, or the process that did).
     by: str = ""
-
-
-#: The key of the reason in a document that stands for an undecodable row.
-INVALID = "$invalid"
 
 
 @define(frozen=True)
