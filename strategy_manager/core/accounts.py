@@ -126,8 +126,11 @@ class AccountBook:
         self._run = run
         self._post = post
         self._emit = emit
-        #: strategy id -> its account's name, None (no account) or PENDING.
+        #: strategy id -> its account's name, None (no account) or PENDING; changed
+        #: through :meth:`_put` only, which keeps ``_members`` in step.
         self._of: dict[str, Any] = {}
+        #: account name -> its strategies' ids (so a start costs its account, not all).
+        self._members: dict[str, set[str]] = {}
         #: strategy id -> the version of its assignment: a late derivation is ignored.
         self._assigned: dict[str, int] = {}
         #: strategy id -> the fingerprint of the spec its account was found for.
@@ -150,16 +153,31 @@ class AccountBook:
             return  # nothing the account depends on changed
         self._serial += 1
         self._assigned[sid] = self._serial
-        self._of.pop(sid, None)
+        self._put(sid, None, keep=False)
         self._found_for.pop(sid, None)
         if spec.account is not None:
-            self._of[sid] = self._configured(sid, spec.account, spec.engine, hooks).name
+            self._put(sid, self._configured(sid, spec.account, spec.engine, hooks).name)
         elif hooks.derives_accounts:
-            self._of[sid] = PENDING
+            self._put(sid, PENDING)
             self._derive(sid, spec, hooks, self._serial)
         else:
-            self._of[sid] = None
+            self._put(sid, None)
         self._found_for[sid] = fingerprint
+
+    def _put(self, sid: str, name: Any, keep: bool = True) -> None:
+        """Record the strategy's account (``keep=False``: forget the strategy)."""
+        old = self._of.pop(sid, None)
+        if isinstance(old, str):
+            members = self._members.get(old)
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del self._members[old]
+        if not keep:
+            return
+        self._of[sid] = name
+        if isinstance(name, str):
+            self._members.setdefault(name, set()).add(sid)
 
     def _configured(self, sid: str, name: str, engine: str, hooks: EngineHooks) -> AccountEntry:
         return self._entry(configured_account(self.settings, sid, name, engine), hooks)
@@ -194,9 +212,9 @@ class AccountBook:
         if self._assigned.get(sid) != serial:
             return None  # the document changed meanwhile; a new derivation is under way
         try:
-            self._of[sid] = self._derived_account(sid, spec, hooks, result)
+            self._put(sid, self._derived_account(sid, spec, hooks, result))
         except QsmError as exc:
-            self._of[sid] = None
+            self._put(sid, None)
             message = str(exc)
             return message[len(sid) + 2 :] if message.startswith(f"{sid}: ") else message
         return None
@@ -221,7 +239,7 @@ class AccountBook:
             return self._configured(sid, name, spec.engine, hooks).name
         account = Account(name, spec.engine, dict(settings), derived=True)
         entry = self.entries.get(name)
-        others = [s for s, n in self._of.items() if n == name and s != sid]
+        others = sorted(self._members.get(name, set()) - {sid})
         if entry is not None and others and entry.account != account:
             raise InvalidStrategy(
                 f"{sid}: derives account '{name}' with other settings than {entry.derived_by or others[0]} "
@@ -236,7 +254,7 @@ class AccountBook:
 
     def unassign(self, sid: str) -> None:
         """The strategy's account is unknown now (its document cannot be read)."""
-        self._of.pop(sid, None)
+        self._put(sid, None, keep=False)
         self._assigned.pop(sid, None)
         self._found_for.pop(sid, None)
 
@@ -246,7 +264,7 @@ class AccountBook:
         self.leave(sid)
 
     def members_of(self, name: str) -> list[str]:
-        return sorted(s for s, n in self._of.items() if n == name)
+        return sorted(self._members.get(name, ()))
 
     # -- halts -------------------------------------------------------------------------
     def poll_halts(self, store: Store) -> tuple[list[AccountHalt], list[str]] | None:
@@ -307,10 +325,10 @@ class AccountBook:
         elif entry.state is SessionState.FAILED:
             if entry.hopeless:
                 return ("FAILED", f"account {name}: its session cannot open: {entry.problem}")
-            if entry.retry_at is not None and now >= entry.retry_at:
+            if entry.retry_at is None or now >= entry.retry_at:
                 self._open(entry)
             else:
-                when = entry.retry_at.isoformat(timespec="seconds") if entry.retry_at else "later"
+                when = entry.retry_at.isoformat(timespec="seconds")
                 return (
                     "BACKOFF",
                     f"account {name}: its session failed to open: {entry.problem}; retry {when}",
@@ -347,8 +365,10 @@ class AccountBook:
             if self.settings.session_grace_seconds <= 0:
                 self._close(entry)
 
-    def tick(self, now: datetime) -> None:
-        """Close the sessions whose grace period is over."""
+    def tick(self, now: datetime) -> list[str]:
+        """Close the sessions whose grace period is over; return the strategies of the
+        accounts whose failed session may be tried again now (their next start opens it)."""
+        again: list[str] = []
         for entry in list(self.entries.values()):
             if (
                 entry.state is SessionState.OPEN
@@ -357,6 +377,10 @@ class AccountBook:
                 and now >= entry.close_at
             ):
                 self._close(entry)
+            elif entry.state is SessionState.FAILED and entry.retry_at is not None and now >= entry.retry_at:
+                entry.retry_at = None  # due: no longer a time to wake up for
+                again += self.members_of(entry.name)
+        return again
 
     def next_due(self) -> datetime | None:
         """The earliest grace end or retry time."""
@@ -480,25 +504,32 @@ class AccountBook:
         return self.members_of(name)
 
     # -- what a start and the status need ---------------------------------------------
-    def member_ids(self, specs: Iterable[StrategySpec], known: Mapping[str, StrategySpec]) -> set[str]:
+    def member_ids(
+        self, specs: Iterable[StrategySpec], spec_of: Callable[[str], StrategySpec | None]
+    ) -> set[str]:
         """The strategies that trade the symbol of one of ``specs`` in its account
-        (``known``: every spec by id)."""
-        wanted = {(self._of.get(spec.id), spec.symbol) for spec in specs}
-        return {
-            sid
-            for sid, name in self._of.items()
-            if isinstance(name, str) and sid in known and (name, known[sid].symbol) in wanted
-        }
+        (``spec_of``: a strategy's current spec, None if it has none)."""
+        found: set[str] = set()
+        for spec in specs:
+            name = self._of.get(spec.id)
+            for sid in self._members.get(name, ()) if isinstance(name, str) else ():
+                other = spec_of(sid)
+                if other is not None and other.symbol == spec.symbol:
+                    found.add(sid)
+        return found
 
     def members(
-        self, spec: StrategySpec, specs: Mapping[str, StrategySpec], stored: Mapping[str, Snapshot]
+        self,
+        spec: StrategySpec,
+        spec_of: Callable[[str], StrategySpec | None],
+        stored: Mapping[str, Snapshot],
     ) -> dict[str, Member]:
         """The strategies of ``spec``'s account trading its symbol (itself included),
         each with its latest stored snapshot."""
         name = self._of.get(spec.id)
         found = {}
         for sid in self.members_of(name) if isinstance(name, str) else []:
-            other = specs.get(sid)
+            other = spec_of(sid)
             if other is None or other.symbol != spec.symbol:
                 continue
             snap = stored.get(sid)

@@ -60,7 +60,13 @@ class HookPool:
             raise ValueError("a hook pool needs at least one thread")
         self.limit = threads
         self.name = name
-        self._cv = threading.Condition()
+        lock = threading.Lock()
+        #: Workers wait on ``_cv`` for a ready task (woken one per task); the watchdog
+        #: waits on ``_watch_cv`` for an earlier deadline. Both share one lock.
+        self._cv = threading.Condition(lock)
+        self._watch_cv = threading.Condition(lock)
+        #: The deadline the watchdog sleeps until (None: no running task).
+        self._watch_due: float | None = None
         self._ready: deque[Task] = deque()
         #: key -> its tasks in order; the first is running or ready.
         self._keys: dict[Hashable, deque[Task]] = {}
@@ -121,12 +127,13 @@ class HookPool:
                     task.future.set_exception(RuntimeError(f"{self.name} is shut down"))
             self._ready.clear()
             self._cv.notify_all()
+            self._watch_cv.notify()
 
     # -- inside ------------------------------------------------------------------------
     def _make_ready(self, task: Task) -> None:
         self._ready.append(task)
         self._spawn_for_ready()
-        self._cv.notify_all()
+        self._cv.notify()
 
     def _spawn_for_ready(self) -> None:
         while self._idle < len(self._ready) and len(self._threads) < self.limit:
@@ -159,7 +166,9 @@ class HookPool:
                 self._idle -= 1
                 task.started = time.monotonic()
                 self._running[me] = task
-                self._cv.notify_all()  # the watchdog learns the new deadline
+                due = task.started + task.timeout
+                if self._watch_due is None or due < self._watch_due:
+                    self._watch_cv.notify()  # the watchdog learns of an earlier deadline
             try:
                 result, error = task.fn(), None
             except BaseException as exc:
@@ -197,7 +206,8 @@ class HookPool:
                         next_due = due if next_due is None else min(next_due, due)
                 if self._closed and not self._running:
                     return
-                self._cv.wait(None if next_due is None else max(0.0, next_due - time.monotonic()))
+                self._watch_due = next_due
+                self._watch_cv.wait(None if next_due is None else max(0.0, next_due - time.monotonic()))
 
     def _give_up(self, thread: threading.Thread, task: Task) -> None:
         """Called with the lock held: fail the task, abandon its thread, replace it."""

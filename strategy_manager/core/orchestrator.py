@@ -23,6 +23,7 @@ the hook pool and keeps the halts it polls from the store.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import queue
 import threading
@@ -67,6 +68,9 @@ THREAD_STACK_BYTES = 1024 * 1024
 #: The control thread decodes whatever the store holds: a deep stack lets a hostile
 #: document fail with an error instead of overflowing the stack.
 CONTROL_STACK_BYTES = 16 * 1024 * 1024
+#: Changed statuses are written at most this often (seconds), in one batch: a fleet
+#: that starts or stops at once costs a few writes, not one per strategy event.
+STATUS_FLUSH_SECONDS = 0.25
 #: Shutdown takes at most stop_timeout plus this, whatever the engines do.
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
@@ -94,9 +98,35 @@ class _Due:
     snapshot: datetime
     #: The next schedule transition or restart time of any strategy.
     schedule: datetime | None = None
+    #: The next schedule transition alone (then every strategy is looked at).
+    transition: datetime | None = None
+    #: The next end of an account session's grace period or retry wait.
+    accounts: datetime | None = None
     poll: float = 0.0
     resync: float = 0.0
+    #: When changed statuses are next written (monotonic).
+    flush: float = 0.0
     first: bool = True
+
+
+@define(frozen=True)
+class _Parsed:
+    """A document as the last reconcile read and parsed it."""
+
+    document: Any
+    ident: str
+    spec: StrategySpec | None
+    problem: str | None
+    version: Hashable
+
+
+def _natural_key(document: Any) -> tuple[str, ...] | None:
+    """The document's own key fields, if they are strings (what the cache of parsed
+    documents is keyed by; the parse itself checks them)."""
+    if not isinstance(document, dict):
+        return None
+    key = (document.get("user_id"), document.get("symbol"), document.get("strategy_key"))
+    return key if all(isinstance(part, str) for part in key) else None  # type: ignore[return-value]
 
 
 @define
@@ -188,7 +218,18 @@ class MultiStrategyOrchestrator:
         self._force = False
         self._seen_token: Hashable = object()
         self._dirty: set[str] = set()
+        #: The strategies the next schedule pass looks at: those something happened to.
+        #: Every strategy when ``_visit_all`` (the first pass, a schedule transition,
+        #: each full resync, a pass that failed half-way).
+        self._visit: set[str] = set()
+        self._visit_all = True
+        #: (restart time, strategy id) of strategies backing off; stale entries skipped.
+        self._retries: list[tuple[datetime, str]] = []
+        #: The schedule policies in use (None: to be gathered again).
+        self._policies: frozenset[Policy] | None = None
+        self._removed: set[str] = set()
         self._wanted: frozenset[str] = frozenset()
+        self._wanting: set[str] = set()
         self._snapshot_round: list[Future[Any]] = []
         #: A simulated clock's brakes (see SimClock); absent on the system clock.
         self._clock_hold: Callable[[], AbstractContextManager[None]] = getattr(
@@ -197,10 +238,14 @@ class MultiStrategyOrchestrator:
         self._set_barrier: Callable[[datetime | None], None] = getattr(
             self.clock, "set_barrier", lambda when: None
         )
+        self._simulated = hasattr(self.clock, "hold")
         self._claim_hold: AbstractContextManager[None] | None = None
         #: Where :meth:`run` ends, in clock time: a due time like any other.
         self._until: datetime | None = None
         self.reconciles = 0
+        #: The documents of the last reconcile that parsed, by natural key: an unchanged
+        #: document is not parsed again.
+        self._parsed: dict[tuple[str, ...], _Parsed] = {}
 
     # -- the seed's programmatic API ------------------------------------------------
     def add_strategy(
@@ -252,7 +297,6 @@ class MultiStrategyOrchestrator:
         if self._thread is not None:
             return
         self._stopping.clear()
-        self.lifecycle.calendars.calendar(self.settings.default_calendar)  # pays the import
         threading.stack_size(THREAD_STACK_BYTES)
         self.pool = HookPool(self.settings.hook_threads)
         self.keeper.start()
@@ -335,14 +379,18 @@ class MultiStrategyOrchestrator:
             began = time.monotonic()
             with self._clock_hold():  # the work of one wake-up costs no simulated time
                 self._turn(due)
-                wake_at = min(t for t in (due.schedule, due.snapshot, self._until) if t is not None)
+                wake_at = min(
+                    t for t in (due.schedule, due.accounts, due.snapshot, self._until) if t is not None
+                )
                 self._set_barrier(wake_at)  # a simulated clock waits for us there
                 self._hold_for_claims()
             self.telemetry.loop_turned(late, time.monotonic() - began)
+            mono = time.monotonic()
             wait = max(
                 0.005,
                 min(
-                    due.poll - time.monotonic(),
+                    due.poll - mono,
+                    due.flush - mono if self._dirty else due.poll - mono,
                     self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
                 ),
             )
@@ -356,25 +404,35 @@ class MultiStrategyOrchestrator:
         """One wake-up of the control loop; moves ``due`` on."""
         mono, now = time.monotonic(), self.clock.now()
         try:
-            changed = self._drain_events(now)
+            self._drain_events(now)
             if mono >= due.poll or mono >= due.resync or self._force:
                 force = mono >= due.resync or self._force
                 self._force = False
                 due.poll = mono + self.settings.poll_interval  # first: an error cannot spin the loop
-                if force:
+                if mono >= due.resync:
                     due.resync = mono + self.settings.resync_interval
-                changed = self._reconcile_if_changed(now, force=force) or changed
-                changed = self._poll_halts() or changed
-            if changed or due.first:
-                self._want()
-            if changed or due.first or (due.schedule is not None and now >= due.schedule):
-                self._apply_schedule(now)
-                due.schedule, due.first = self._next_schedule(now), False
+                    self._visit_all = True  # a missed change heals here
+                self._reconcile_if_changed(now, force=force)
+                self._poll_halts()
+            if due.first or (due.transition is not None and now >= due.transition):
+                self._visit_all = True
+            self._due_retries(now)
+            self._visit.update(self.accounts.tick(now))  # O(accounts)
+            if self._visit or self._visit_all:
+                visit = None if self._visit_all else self._visit
+                self._visit, self._visit_all = set(), False
+                self._want(visit)
+                self._apply_schedule(now, visit)
+                due.transition, due.schedule = self._next_schedule(now)
+                due.first = False
+            due.accounts = self.accounts.next_due()
             if now >= due.snapshot:
                 due.snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
                 self.snapshot_all()
             self._sweep_removed()
-            self._flush_status()
+            if self._dirty and mono >= due.flush:
+                due.flush = mono + STATUS_FLUSH_SECONDS
+                self._flush_status()
             if self.snapshots.fatal is not None:
                 raise self.snapshots.fatal
         except StoreLost as exc:
@@ -382,11 +440,15 @@ class MultiStrategyOrchestrator:
         except StoreError as exc:
             log.error("store unavailable, retrying: %s", exc)
             due.poll = mono + min(self.settings.poll_interval * 5, 10)
+            self._visit_all = True  # what this pass did not get to
         except Exception:  # the loop must survive anything one strategy does
             log.exception("orchestrator loop error")
+            self._visit_all = True
 
     def _hold_for_claims(self) -> None:
         """While a lease claim is pending, a simulated clock waits for its answer."""
+        if not self._simulated:
+            return
         pending = any(
             s.lease is None
             and not s.elsewhere
@@ -416,15 +478,29 @@ class MultiStrategyOrchestrator:
                 slot.worker.revoke()
         self._stopping.set()
 
-    def _next_schedule(self, now: datetime) -> datetime | None:
-        """The earliest schedule transition or restart time of any strategy."""
-        policies = [s.policy for s in self.slots.values() if s.policy is not None and s.spec]
-        times = [t for t in (self.lifecycle.next_transition(policies, now),) if t is not None]
-        times.extend(s.retry_at for s in self.slots.values() if s.retry_at is not None)
-        account_due = self.accounts.next_due()
-        if account_due is not None:
-            times.append(account_due)
-        return min(times, default=None)
+    def _next_schedule(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """The earliest schedule transition of any policy in use, and the earliest of
+        that and the restart times: O(policies), not O(strategies)."""
+        if self._policies is None:
+            self._policies = frozenset(s.policy for s in self.slots.values() if s.policy is not None)
+        transition = self.lifecycle.next_transition(self._policies, now)
+        retries = self._retries
+        while retries and self._stale_retry(*retries[0]):
+            heapq.heappop(retries)
+        times = [t for t in (transition, retries[0][0] if retries else None) if t is not None]
+        return transition, min(times, default=None)
+
+    def _stale_retry(self, when: datetime, sid: str) -> bool:
+        slot = self.slots.get(sid)
+        return slot is None or slot.retry_at != when
+
+    def _due_retries(self, now: datetime) -> None:
+        """Strategies whose restart time has come are looked at."""
+        retries = self._retries
+        while retries and retries[0][0] <= now:
+            when, sid = heapq.heappop(retries)
+            if not self._stale_retry(when, sid):
+                self._visit.add(sid)
 
     def _start_watch(self) -> threading.Event:
         """Follow the store's change notifications on a thread, if it has them."""
@@ -463,21 +539,33 @@ class MultiStrategyOrchestrator:
         now = now or self.clock.now()
         self.reconciles += 1
         seen: set[str] = set()
+        parsed: dict[tuple[str, ...], _Parsed] = {}
         for index, document in enumerate(documents):
-            ident, spec, problem = self._parse(document, index)
+            key = _natural_key(document)
+            known = self._parsed.get(key) if key is not None else None
+            if known is not None and known.document == document:
+                ident, spec, problem, version = known.ident, known.spec, known.problem, known.version
+            else:  # new or changed: parsed again
+                ident, spec, problem = self._parse(document, index)
+                version = (
+                    document.get("updated_at") if isinstance(document, dict) else None,
+                    spec.runtime_fingerprint() if spec else problem,
+                    spec.enabled if spec else None,
+                )
+            if key is not None and spec is not None:
+                parsed[key] = _Parsed(document, ident, spec, problem, version)
             if ident in seen:
                 continue
             seen.add(ident)
             slot = self.slots.get(ident) or self.slots.setdefault(ident, Slot(ident))
-            slot.removed = False
-            version = (
-                document.get("updated_at") if isinstance(document, dict) else None,
-                spec.runtime_fingerprint() if spec else problem,
-                spec.enabled if spec else None,
-            )
+            if slot.removed:
+                slot.removed = False
+                self._removed.discard(ident)
+                self._visit.add(ident)
             if version == slot.version:
                 continue
             self._update_slot(slot, spec, problem, version, now)
+        self._parsed = parsed
         for ident in [i for i in self.slots if i not in seen]:
             slot = self.slots[ident]
             if slot.removed:
@@ -485,6 +573,9 @@ class MultiStrategyOrchestrator:
             slot.removed, slot.spec, slot.policy, slot.version = True, None, None, None
             if slot.worker is None:
                 self.accounts.forget(ident)
+            self._removed.add(ident)
+            self._visit.add(ident)
+            self._policies = None
             if slot.worker is not None:
                 self._emit("removed", ident, "document removed; stopping")
                 self._submit_stop(slot, WorkerState.STOPPED, forget=True)
@@ -508,6 +599,8 @@ class MultiStrategyOrchestrator:
     ) -> None:
         changed_doc = slot.version is not None
         slot.version = version
+        self._visit.add(slot.id)
+        self._policies = None
         if slot.state is WorkerState.FAILED and changed_doc:
             slot.failures.clear()
             slot.retry_at = None
@@ -571,28 +664,41 @@ class MultiStrategyOrchestrator:
             self._submit_stop(slot, WorkerState.BLOCKED, forget=True)
         self.accounts.unassign(slot.id)
         slot.spec, slot.policy = None, None
+        self._policies = None
         if slot.state is not WorkerState.BLOCKED or slot.reason != reason:
             self._emit("blocked", slot.id, reason)
         slot.state, slot.reason = WorkerState.BLOCKED, reason
 
     # -- ownership ---------------------------------------------------------------
-    def _want(self) -> None:
+    def _want(self, visit: set[str] | None) -> None:
         """Tell the lease keeper which leases to hold: runnable strategies, and those
-        whose engine is still running or whose last snapshot is still unwritten."""
-        pending = self.snapshots.pending_ids()
-        wanted = frozenset(
-            s.id
-            for s in self.slots.values()
-            if (s.spec is not None and s.spec.enabled and not s.removed)
+        whose engine is still running or whose last snapshot is still unwritten.
+        Looks again at the strategies in ``visit`` (None: at all of them)."""
+        wanting = self._wanting
+        if visit is None:
+            wanting.clear()
+            visit = set(self.slots)
+        for sid in visit:
+            slot = self.slots.get(sid)
+            if slot is not None and self._wants_lease(slot):
+                wanting.add(sid)
+            else:
+                wanting.discard(sid)
+        if len(wanting) != len(self._wanted) or wanting != self._wanted:
+            self._wanted = frozenset(wanting)
+            self.keeper.want(self._wanted)
+
+    def _wants_lease(self, s: Slot) -> bool:
+        return (
+            (s.spec is not None and s.spec.enabled and not s.removed)
             or s.worker is not None
             or self._busy(s)
-            or s.id in pending
+            or self.snapshots.pending(s.id) is not None
         )
-        if wanted != self._wanted:
-            self._wanted = wanted
-            self.keeper.want(wanted)
 
     def _on_leases(self, change: LeaseChange) -> None:
+        for ids in (change.claimed, change.elsewhere, change.lost, change.expired):
+            self._visit.update(ids)
         for sid, lease in change.claimed.items():
             slot = self.slots.get(sid)
             if slot is not None:
@@ -633,10 +739,15 @@ class MultiStrategyOrchestrator:
             self._dirty.add(sid)
 
     # -- schedule and supervision --------------------------------------------------
-    def _apply_schedule(self, now: datetime) -> None:
+    def _apply_schedule(self, now: datetime, visit: set[str] | None) -> None:
+        """Start, check, pause or close the strategies in ``visit`` (None: all) as their
+        schedule, lease and state say."""
         starts: list[Slot] = []
-        self.accounts.tick(now)
-        for slot in list(self.slots.values()):
+        if visit is None:
+            slots = list(self.slots.values())
+        else:
+            slots = [self.slots[sid] for sid in sorted(visit) if sid in self.slots]
+        for slot in slots:
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
                 continue
             if slot.checked != slot.version:
@@ -694,6 +805,7 @@ class MultiStrategyOrchestrator:
         for name in resumed:
             waiting = 0
             for sid in self.accounts.members_of(name):
+                self._visit.add(sid)
                 slot = self.slots.get(sid)
                 if slot is not None and slot.state is WorkerState.HALTED:
                     slot.state, slot.reason = WorkerState.WAITING, None
@@ -711,6 +823,7 @@ class MultiStrategyOrchestrator:
             slot = self.slots.get(sid)
             if slot is None:
                 continue
+            self._visit.add(sid)
             worker = slot.worker
             if worker is not None and (worker.context is not None or self._busy(slot)):
                 worker.revoke()
@@ -731,6 +844,7 @@ class MultiStrategyOrchestrator:
         slot = self.slots.get(sid)
         if slot is not None:
             self._dirty.add(sid)
+            self._visit.add(sid)
             if problem is not None and slot.spec is not None and slot.spec.enabled:
                 self._block(slot, problem)
 
@@ -746,10 +860,14 @@ class MultiStrategyOrchestrator:
         the same account and symbol (a disabled one's included: its position is still
         at the broker), read in one bulk call here (on the control thread, whose deep
         stack decodes whatever the store holds)."""
-        specs = {s.id: s.spec for s in self.slots.values() if s.spec is not None}
+
+        def spec_of(sid: str) -> StrategySpec | None:
+            slot = self.slots.get(sid)
+            return slot.spec if slot is not None else None
+
         starting = [s.spec for s in slots if s.spec is not None]
         stored = self.store.latest_snapshots(
-            sorted({s.id for s in slots} | self.accounts.member_ids(starting, specs))
+            sorted({s.id for s in slots} | self.accounts.member_ids(starting, spec_of))
         )
         members: dict[tuple[str, str], Any] = {}  # shared by the strategies of one account and symbol
         for slot in slots:
@@ -759,7 +877,7 @@ class MultiStrategyOrchestrator:
             if account is not None:
                 key = (account.name, slot.spec.symbol)
                 if key not in members:
-                    members[key] = self.accounts.members(slot.spec, specs, stored)
+                    members[key] = self.accounts.members(slot.spec, spec_of, stored)
                 slot.worker.members = members[key]
             self._submit_start(slot, slot.lease, stored.get(slot.id))
 
@@ -823,7 +941,14 @@ class MultiStrategyOrchestrator:
         hold = self._clock_hold()  # a simulated clock waits for the hook
         hold.__enter__()
         future = self.pool.submit(key, op, timeout, name=name, on_timeout=hung)
-        future.add_done_callback(lambda _f: hold.__exit__(None, None, None))
+
+        def settled(_future: Future[Any]) -> None:
+            # The pool frees the key right after this (under its lock, which busy()
+            # waits for): the loop then looks at the strategy again.
+            self._post("settled", str(key), None)
+            hold.__exit__(None, None, None)
+
+        future.add_done_callback(settled)
         return future
 
     def _submit_start(self, slot: Slot, lease: Lease, snapshot: Snapshot | None) -> None:
@@ -896,10 +1021,16 @@ class MultiStrategyOrchestrator:
             self._on_account_derived(ident, payload)
             return
         if kind.startswith("account-"):
-            self._dirty.update(self.accounts.on_event(kind, ident, payload, now))
+            members = self.accounts.on_event(kind, ident, payload, now)
+            self._dirty.update(members)
+            self._visit.update(members)
             return
         slot = self.slots.get(ident)
         if slot is None:
+            return
+        self._visit.add(ident)
+        if kind == "settled":  # a hook of the strategy returned: it may be idle now
+            self._forget_if_idle(slot)
             return
         self._dirty.add(ident)
         self._apply_event(slot, kind, payload, now)
@@ -970,8 +1101,12 @@ class MultiStrategyOrchestrator:
             self._emit("restart", slot.id, "restart requested; starts when its schedule and lease allow")
 
     def _sweep_removed(self) -> None:
-        for slot in [s for s in self.slots.values() if s.removed]:
-            self._forget_if_idle(slot)
+        for sid in list(self._removed):
+            slot = self.slots.get(sid)
+            if slot is None:
+                self._removed.discard(sid)
+            else:
+                self._forget_if_idle(slot)
 
     def _forget_if_idle(self, slot: Slot) -> None:
         idle = slot.worker is None and not self._busy(slot) and self.snapshots.pending(slot.id) is None
@@ -979,6 +1114,8 @@ class MultiStrategyOrchestrator:
             self.slots.pop(slot.id, None)
             self._dirty.discard(slot.id)
             self.accounts.forget(slot.id)
+            self._removed.discard(slot.id)
+            self._visit.add(slot.id)  # its lease is no longer wanted
 
     def _failure(self, slot: Slot, exc: BaseException, now: datetime) -> None:
         error = _without_prefix(str(exc) or type(exc).__name__, slot.id)
@@ -1008,6 +1145,7 @@ class MultiStrategyOrchestrator:
                 )
             return
         slot.retry_at = verdict.retry_at
+        heapq.heappush(self._retries, (verdict.retry_at, slot.id))
         slot.restarts += 1
         slot.state = WorkerState.BACKOFF
         self._emit("error", slot.id, f"{error}; restart {verdict.attempt} in {verdict.delay:.1f}s")

@@ -74,8 +74,9 @@ class Served:
         return {"Authorization": f"Bearer {token}"}
 
     def row(self, ident: str) -> dict[str, Any]:
+        """The strategy's row; ``{"state": None}`` until the first reconcile has read it."""
         page = self.client.get("/api/strategies", params={"limit": 1000}, headers=self.auth()).json()
-        return next(r for r in page["items"] if r["id"] == ident)
+        return next((r for r in page["items"] if r["id"] == ident), {"state": None})
 
     def wait_state(self, ident: str, state: str, timeout: float = 15) -> dict[str, Any]:
         return wait_for(lambda: (r := self.row(ident))["state"] == state and r, timeout, f"{ident} {state}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -226,6 +226,29 @@ def status_to_document(record: StatusRecord) -> dict[str, Any]:
         if doc[name] is not None:
             doc[name] = to_ms(doc[name])
     return doc
+
+
+def status_text(record: StatusRecord) -> str:
+    """A status record as row text: the relaxed extended JSON :func:`dump_document`
+    writes for :func:`status_to_document`, made by the standard library's encoder in
+    one pass (every strategy's status is written at each change)."""
+    doc = {name: getattr(record, name) for name in _STATUS_FIELDS}  # attrs.asdict is slow here
+    for name in ("heartbeat", "next_transition_at"):
+        if doc[name] is not None:
+            doc[name] = _date_json(doc[name])
+    return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+_STATUS_FIELDS = tuple(f.name for f in attrs.fields(StatusRecord))
+
+
+def _date_json(when: datetime) -> dict[str, Any]:
+    """A datetime as relaxed extended JSON, as json_util writes it (milliseconds)."""
+    when = to_ms(when)
+    if 1970 <= when.year <= 9999:
+        return {"$date": when.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"}
+    ms = (when - LONG_AGO) // timedelta(milliseconds=1)
+    return {"$date": {"$numberLong": str(ms)}}
 
 
 def status_from_document(doc: Mapping[str, Any]) -> StatusRecord:

@@ -591,7 +591,7 @@ class EmbeddedStore:
 
     # -- runtime status ----------------------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None:
-        rows = [(r.strategy_id, codec.dump_document(codec.status_to_document(r))) for r in records]
+        rows = [(r.strategy_id, codec.status_text(r)) for r in records]
         with self._write() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO {self._t['status']} (strategy_id, record) VALUES (?, ?)",
