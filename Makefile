@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
-.PHONY: demo test install lint bench soak dist clean
+.PHONY: demo test test-under-load install lint bench soak dist clean
 
 demo: $(STAMP)
 	$(BIN)/python -m qsm_vnpy.examples.minute_bars bars-002050.csv --days 25 --seed 3
@@ -20,6 +20,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The suite three times in a row beside two CPU-bound processes (one per core): tests
+# wait on conditions, never on an idle machine.
+test-under-load: $(STAMP)
+	@set -e; hogs=""; \
+	for core in 1 2; do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; \
+	trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
+	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(BIN)/python -m pytest -q; done
 
 install: $(STAMP)
 

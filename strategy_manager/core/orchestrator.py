@@ -69,7 +69,8 @@ THREAD_STACK_BYTES = 1024 * 1024
 #: document fail with an error instead of overflowing the stack.
 CONTROL_STACK_BYTES = 16 * 1024 * 1024
 #: Changed statuses are written at most this often (seconds), in one batch: a fleet
-#: that starts or stops at once costs a few writes, not one per strategy event.
+#: that starts or stops at once costs a few writes, not one per strategy event. A
+#: store slower than that is written less often (twice the last write's time apart).
 STATUS_FLUSH_SECONDS = 0.25
 #: Shutdown takes at most stop_timeout plus this, whatever the engines do.
 SHUTDOWN_MARGIN_SECONDS = 5.0
@@ -431,8 +432,10 @@ class MultiStrategyOrchestrator:
                 self.snapshot_all()
             self._sweep_removed()
             if self._dirty and mono >= due.flush:
-                due.flush = mono + STATUS_FLUSH_SECONDS
                 self._flush_status()
+                # A slow store is written less often: at most a third of the loop's time.
+                took = time.monotonic() - mono
+                due.flush = mono + took + max(STATUS_FLUSH_SECONDS, 2 * took)
             if self.snapshots.fatal is not None:
                 raise self.snapshots.fatal
         except StoreLost as exc:
