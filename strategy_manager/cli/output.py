@@ -19,7 +19,7 @@ from typing import IO, Any
 import click
 
 #: States a person should look at, and their colour on a terminal.
-ATTENTION = {"FAILED": "red", "BLOCKED": "yellow", "STALE": "magenta"}
+ATTENTION = {"FAILED": "red", "BLOCKED": "yellow", "STALE": "magenta", "HALTED": "red"}
 
 
 def json_default(value: Any) -> Any:

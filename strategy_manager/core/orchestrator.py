@@ -13,6 +13,11 @@ Four kinds of thread, none of which ever waits for another's work:
   bulk, keeping them until the store acknowledges them.
 * the hook pool (:mod:`~strategy_manager.core.hookpool`) runs engine hooks, one at a
   time per strategy, each with a deadline; a hung hook costs its own strategy only.
+
+Accounts (:mod:`~strategy_manager.core.accounts`): the control thread asks the
+account book whether a strategy may start (its account halted, its session not open
+yet) and tells it when engines start and stop; the book opens and closes sessions on
+the hook pool and keeps the halts it polls from the store.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import attrs
 from attrs import define, field
 
+from strategy_manager.core.accounts import AccountBook, describe_halt
 from strategy_manager.core.classloader import ClassLoader
 from strategy_manager.core.clock import Clock, SystemClock
 from strategy_manager.core.context import EngineContext, Fence, strategy_dir
@@ -46,7 +52,7 @@ from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings, validate_settings
 from strategy_manager.core.snapshots import SnapshotWriter
 from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
-from strategy_manager.core.store import Lease, Snapshot, SnapshotWrite, StatusRecord, Store
+from strategy_manager.core.store import AccountHalt, Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
 from strategy_manager.core.telemetry import NO_TELEMETRY, Telemetry
 from strategy_manager.core.validation import validate_document, validate_spec
@@ -82,6 +88,8 @@ EVENT_LEVELS = {
     "blocked": logging.WARNING,
     "lost": logging.WARNING,
     "fenced": logging.ERROR,
+    "account-halt": logging.ERROR,
+    "account-error": logging.WARNING,
 }
 
 
@@ -94,6 +102,8 @@ class _Due:
     schedule: datetime | None = None
     #: The next schedule transition alone (then every strategy is looked at).
     transition: datetime | None = None
+    #: The next end of an account session's grace period or retry wait.
+    accounts: datetime | None = None
     poll: float = 0.0
     resync: float = 0.0
     #: When changed statuses are next written (monotonic).
@@ -196,6 +206,9 @@ class MultiStrategyOrchestrator:
         )
         self.slots: dict[str, Slot] = {}
         self.classes = ClassLoader(settings.import_paths, settings.engine_class_allow)
+        self.accounts = AccountBook(
+            settings, self.classes, self.clock, self._pool_submit, self._post, self._emit
+        )
         self.pool: HookPool | None = None
         self.fatal: QsmError | None = None
         #: (kind, strategy id, payload, the simulated clock's hold until it is seen)
@@ -370,7 +383,9 @@ class MultiStrategyOrchestrator:
             began = time.monotonic()
             with self._clock_hold():  # the work of one wake-up costs no simulated time
                 self._turn(due)
-                wake_at = min(t for t in (due.schedule, due.snapshot, self._until) if t is not None)
+                wake_at = min(
+                    t for t in (due.schedule, due.accounts, due.snapshot, self._until) if t is not None
+                )
                 self._set_barrier(wake_at)  # a simulated clock waits for us there
                 self._hold_for_claims()
             self.telemetry.loop_turned(late, time.monotonic() - began)
@@ -402,9 +417,11 @@ class MultiStrategyOrchestrator:
                     due.resync = mono + self.settings.resync_interval
                     self._visit_all = True  # a missed change heals here
                 self._reconcile_if_changed(now, force=force)
+                self._poll_halts()
             if due.first or (due.transition is not None and now >= due.transition):
                 self._visit_all = True
             self._due_retries(now)
+            self._visit.update(self.accounts.tick(now))  # O(accounts)
             if self._visit or self._visit_all:
                 visit = None if self._visit_all else self._visit
                 self._visit, self._visit_all = set(), False
@@ -412,6 +429,7 @@ class MultiStrategyOrchestrator:
                 self._apply_schedule(now, visit)
                 due.transition, due.schedule = self._next_schedule(now)
                 due.first = False
+            due.accounts = self.accounts.next_due()
             if now >= due.snapshot:
                 due.snapshot = now + timedelta(seconds=self.settings.snapshot_interval)
                 self.snapshot_all()
@@ -559,6 +577,8 @@ class MultiStrategyOrchestrator:
             if slot.removed:
                 continue
             slot.removed, slot.spec, slot.policy, slot.version = True, None, None, None
+            if slot.worker is None:
+                self.accounts.forget(ident)
             self._removed.add(ident)
             self._visit.add(ident)
             self._policies = None
@@ -602,11 +622,16 @@ class MultiStrategyOrchestrator:
             if slot.worker is not None:
                 self._submit_stop(slot, WorkerState.DISABLED, forget=True)
             slot.state, slot.reason = WorkerState.DISABLED, "disabled in its document"
+            try:  # its position is still at the broker: it counts in its account's checks
+                self.accounts.assign(spec.id, spec, self.registry.resolve(spec.engine))
+            except QsmError:
+                self.accounts.unassign(spec.id)
             return
         try:
             hooks = self.registry.resolve(spec.engine)
             policy = self.lifecycle.policy_for(spec)
             self.lifecycle.phase(policy, now)
+            self.accounts.assign(spec.id, spec, hooks)
         except QsmError as exc:
             self._block(slot, _without_prefix(str(exc), spec.id))
             return
@@ -643,6 +668,7 @@ class MultiStrategyOrchestrator:
     def _block(self, slot: Slot, reason: str) -> None:
         if slot.worker is not None:
             self._submit_stop(slot, WorkerState.BLOCKED, forget=True)
+        self.accounts.unassign(slot.id)
         slot.spec, slot.policy = None, None
         self._policies = None
         if slot.state is not WorkerState.BLOCKED or slot.reason != reason:
@@ -755,7 +781,11 @@ class MultiStrategyOrchestrator:
                 self._dirty.add(slot.id)
             state = slot.worker.state
             if phase.running and state not in (WorkerState.RUNNING, WorkerState.FINISHED):
-                starts.append(slot)
+                hold = self.accounts.hold(slot.id, now)
+                if hold is None:
+                    starts.append(slot)
+                else:
+                    self._hold(slot, hold)
             elif not phase.running and state is WorkerState.RUNNING:
                 kind = WorkerState.PAUSED if phase.reason == "lunch break" else WorkerState.WAITING
                 self._emit(
@@ -768,6 +798,7 @@ class MultiStrategyOrchestrator:
                 WorkerState.PAUSED,
                 WorkerState.WAITING,
                 WorkerState.FINISHED,
+                WorkerState.HALTED,
             ):
                 slot.state = WorkerState.WAITING
         # A strategy whose last snapshot is not in the store yet starts once it is
@@ -776,12 +807,92 @@ class MultiStrategyOrchestrator:
         if starts:
             self._start_all(starts)
 
+    # -- accounts ----------------------------------------------------------------
+    def _poll_halts(self) -> bool:
+        """Apply halts added or removed since the last poll; True if there were any."""
+        change = self.accounts.poll_halts(self.store)
+        if change is None:
+            return False
+        halted, resumed = change
+        for halt in halted:
+            self._halt_account(halt)
+        for name in resumed:
+            waiting = 0
+            for sid in self.accounts.members_of(name):
+                self._visit.add(sid)
+                slot = self.slots.get(sid)
+                if slot is not None and slot.state is WorkerState.HALTED:
+                    slot.state, slot.reason = WorkerState.WAITING, None
+                    self._dirty.add(sid)
+                    waiting += 1
+            self._emit("account", name, f"resumed; {waiting} strategies may start again")
+        return True
+
+    def _halt_account(self, halt: AccountHalt) -> None:
+        """Stop every strategy of the account at once: their fences are down already
+        (the halt is part of every fence), their stops go to the hook pool together."""
+        reason = describe_halt(halt)
+        stopping = 0
+        for sid in self.accounts.members_of(halt.account):
+            slot = self.slots.get(sid)
+            if slot is None:
+                continue
+            self._visit.add(sid)
+            worker = slot.worker
+            if worker is not None and (worker.context is not None or self._busy(slot)):
+                worker.revoke()
+                self._submit_stop(slot, WorkerState.HALTED, forget=False)
+                stopping += 1
+            if slot.state not in (
+                WorkerState.FAILED,
+                WorkerState.BLOCKED,
+                WorkerState.DISABLED,
+                WorkerState.FINISHED,
+            ):
+                slot.state, slot.reason = WorkerState.HALTED, reason
+            self._dirty.add(sid)
+        self._emit("account-halt", halt.account, f"{reason}; stopping {stopping} strategies")
+
+    def _on_account_derived(self, sid: str, payload: Any) -> None:
+        problem = self.accounts.derived(sid, payload)
+        slot = self.slots.get(sid)
+        if slot is not None:
+            self._dirty.add(sid)
+            self._visit.add(sid)
+            if problem is not None and slot.spec is not None and slot.spec.enabled:
+                self._block(slot, problem)
+
+    def _hold(self, slot: Slot, hold: tuple[str, str]) -> None:
+        """Keep a strategy from starting for its account's sake (halted, no session yet)."""
+        state, reason = WorkerState(hold[0]), hold[1]
+        if (slot.state, slot.reason) != (state, reason):
+            slot.state, slot.reason = state, reason
+            self._dirty.add(slot.id)
+
     def _start_all(self, slots: list[Slot]) -> None:
-        """Start ``slots`` with their latest snapshots, read in one bulk call here (on
-        the control thread, whose deep stack decodes whatever the store holds)."""
-        stored = self.store.latest_snapshots([s.id for s in slots])
+        """Start ``slots`` with their latest snapshots, and those of the strategies of
+        the same account and symbol (a disabled one's included: its position is still
+        at the broker), read in one bulk call here (on the control thread, whose deep
+        stack decodes whatever the store holds)."""
+
+        def spec_of(sid: str) -> StrategySpec | None:
+            slot = self.slots.get(sid)
+            return slot.spec if slot is not None else None
+
+        starting = [s.spec for s in slots if s.spec is not None]
+        stored = self.store.latest_snapshots(
+            sorted({s.id for s in slots} | self.accounts.member_ids(starting, spec_of))
+        )
+        members: dict[tuple[str, str], Any] = {}  # shared by the strategies of one account and symbol
         for slot in slots:
-            assert slot.lease is not None and slot.worker is not None
+            assert slot.lease is not None and slot.worker is not None and slot.spec is not None
+            account, session = self.accounts.enter(slot.id)
+            slot.worker.account, slot.worker.session, slot.worker.members = account, session, {}
+            if account is not None:
+                key = (account.name, slot.spec.symbol)
+                if key not in members:
+                    members[key] = self.accounts.members(slot.spec, spec_of, stored)
+                slot.worker.members = members[key]
             self._submit_start(slot, slot.lease, stored.get(slot.id))
 
     def _make_worker(self, slot: Slot, spec: StrategySpec, hooks: Any) -> EngineWorker:
@@ -793,7 +904,8 @@ class MultiStrategyOrchestrator:
 
         def make_context() -> EngineContext:
             epoch = worker.lease_epoch
-            fence = Fence(lambda: keeper.valid(spec.id, epoch))
+            unhalted = self.accounts.fence(spec.id)
+            fence = Fence(lambda: keeper.valid(spec.id, epoch) and unhalted())
             return EngineContext(
                 spec=spec,
                 data_dir=engine_dir,
@@ -802,6 +914,9 @@ class MultiStrategyOrchestrator:
                 options=options,
                 fence=fence,
                 lease_epoch=epoch,
+                account=worker.account,
+                session=worker.session,
+                members=worker.members,
             )
 
         def sink(state: dict[str, Any]) -> None:  # a stopping worker's last state, fenced
@@ -834,15 +949,15 @@ class MultiStrategyOrchestrator:
 
     def _pool_submit(
         self,
-        key: str,
+        key: Hashable,
         op: Callable[[], Report | None],
         timeout: float,
         name: str,
         hung: Callable[[], None],
     ) -> Future[Any]:
-        """Run ``op`` on the hook pool; what it returns is reported to the control loop
-        once the pool has freed the strategy's turn (so the loop sees it idle), or
-        "settled" if it returns nothing."""
+        """Run ``op`` on the hook pool after ``key``'s earlier tasks, with a deadline;
+        what it returns is reported to the control loop once the pool has freed the
+        key (so the loop sees it idle), or "settled" if it returns nothing."""
         assert self.pool is not None
         hold = self._clock_hold()  # a simulated clock waits for the hook
         hold.__enter__()
@@ -940,6 +1055,14 @@ class MultiStrategyOrchestrator:
         if kind == "leases":
             self._on_leases(payload)
             return
+        if kind == "account-derived":
+            self._on_account_derived(ident, payload)
+            return
+        if kind.startswith("account-"):
+            members = self.accounts.on_event(kind, ident, payload, now)
+            self._dirty.update(members)
+            self._visit.update(members)
+            return
         slot = self.slots.get(ident)
         if slot is None:
             return
@@ -961,6 +1084,7 @@ class MultiStrategyOrchestrator:
             restored = f"restored snapshot #{slot.restored_seq}" if slot.restored_seq else "fresh"
             self._emit("started", ident, restored)
         elif kind == "start_failed" and payload[0] is slot.worker:
+            self.accounts.leave(ident)
             self._failure(slot, payload[1], now)
         elif kind == "exited" and payload[0] is slot.worker:
             if payload[1] is None:
@@ -980,11 +1104,14 @@ class MultiStrategyOrchestrator:
             worker, name, timeout = payload
             reason = f"{name} did not return within {timeout:g}s; engine abandoned (its thread still runs)"
             self._emit("hung", ident, reason)
+            self.accounts.leave(ident)
             if worker is slot.worker:  # a later worker of the strategy is not affected
                 slot.worker = None
                 slot.state, slot.reason = WorkerState.FAILED, reason
         elif kind == "stopped":
             worker, final, forget = payload
+            if worker is slot.worker or slot.worker is None:
+                self.accounts.leave(ident)
             if isinstance(worker.error, HookError) and not isinstance(worker.error, HookTimeout):
                 slot.reason = _without_prefix(str(worker.error), ident)  # a hung stop or leftover threads
                 self._emit("warning", ident, slot.reason)
@@ -1024,6 +1151,7 @@ class MultiStrategyOrchestrator:
         if slot.removed and idle:
             self.slots.pop(slot.id, None)
             self._dirty.discard(slot.id)
+            self.accounts.forget(slot.id)
             self._removed.discard(slot.id)
             self._visit.add(slot.id)  # its lease is no longer wanted
 
@@ -1104,6 +1232,8 @@ class MultiStrategyOrchestrator:
             details["last_snapshot_at"] = slot.last_snapshot_at.isoformat() if slot.last_snapshot_at else None
         if slot.lease is not None:
             details["epoch"] = slot.lease.epoch
+        details.update(self.accounts.status_details(slot.id))
+        reason = slot.reason or (self.accounts.problem(slot.id) if slot.running else None)
         return StatusRecord(
             strategy_id=slot.id,
             state=str(slot.state),
@@ -1111,7 +1241,7 @@ class MultiStrategyOrchestrator:
             owner=self.owner,
             heartbeat=self.wall.now(),
             restarts=slot.restarts,
-            last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else slot.reason,
+            last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else reason,
             next_transition=phase.next_kind if phase else None,
             next_transition_at=phase.until if phase else None,
             details=details,
@@ -1175,6 +1305,9 @@ class MultiStrategyOrchestrator:
             if sid in self.slots:
                 self.slots[sid].state = WorkerState.FAILED
                 self.slots[sid].reason = "did not stop in time at shutdown; abandoned"
+        if pool is not None:  # every engine has stopped (or was abandoned): the sessions close
+            closes = self.accounts.close_all()
+            wait_all(closes, timeout=max(0.0, deadline - SHUTDOWN_MARGIN_SECONDS / 2 - time.monotonic()))
         self.snapshots.stop()
         left = self.snapshots.flush(max(0.5, deadline - time.monotonic() - 1.0))
         if left:

@@ -31,7 +31,11 @@ from strategy_manager.core.telemetry import NO_TELEMETRY, Telemetry
 Status = Literal["ok", "disabled", "broken", "conflict"]
 
 REQUIRED_HOOKS = ("qsm_engine_info", "qsm_create_engine", "qsm_start_engine", "qsm_stop_engine")
-CAPABILITY_HOOKS = {"snapshot": "qsm_snapshot_engine", "restore": "qsm_restore_engine"}
+CAPABILITY_HOOKS = {
+    "snapshot": ("qsm_snapshot_engine",),
+    "restore": ("qsm_restore_engine",),
+    "sessions": ("qsm_open_session", "qsm_close_session"),
+}
 _SPEC_NAMES = {name for name in dir(hookspecs) if name.startswith("qsm_")}
 
 
@@ -128,6 +132,35 @@ class EngineHooks:
         result: dict[str, Any] | None = self._timed(
             "snapshot", "qsm_snapshot_engine", engine=engine, context=context
         )
+        return result
+
+    # -- accounts (optional hooks) ---------------------------------------------------
+    @property
+    def has_sessions(self) -> bool:
+        """The engine opens shared sessions (capability ``sessions``)."""
+        return self.has("sessions")
+
+    @property
+    def derives_accounts(self) -> bool:
+        return "qsm_session_account" in self.entry.hooks
+
+    def session_account(self, spec: Any, context: Any) -> Any:
+        """``qsm_session_account`` if implemented; None otherwise."""
+        if not self.derives_accounts:
+            return None
+        return self._call("qsm_session_account", spec=spec, context=context)
+
+    def open_session(self, account: Any, context: Any) -> Any:
+        return self._timed("open_session", "qsm_open_session", account=account, context=context)
+
+    def close_session(self, session: Any, account: Any, context: Any) -> None:
+        self._timed("close_session", "qsm_close_session", session=session, account=account, context=context)
+
+    def snapshot_positions(self, snapshot: dict[str, Any], spec: Any) -> dict[str, float] | None:
+        """``qsm_snapshot_positions`` if implemented; None otherwise."""
+        if "qsm_snapshot_positions" not in self.entry.hooks:
+            return None
+        result: dict[str, float] | None = self._call("qsm_snapshot_positions", snapshot=snapshot, spec=spec)
         return result
 
 
@@ -254,9 +287,10 @@ class EngineRegistry:
         if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
             problems.append("qsm_engine_info 'capabilities' must be a list of strings")
             capabilities = []
-        for capability, hook in CAPABILITY_HOOKS.items():
-            if capability in capabilities and hook not in entry.hooks:
-                problems.append(f"claims capability '{capability}' but does not implement {hook}")
+        for capability, hooks in CAPABILITY_HOOKS.items():
+            for hook in hooks:
+                if capability in capabilities and hook not in entry.hooks:
+                    problems.append(f"claims capability '{capability}' but does not implement {hook}")
         entry.version = info.get("version")
         entry.description = str(info.get("description", ""))
         entry.capabilities = list(capabilities)

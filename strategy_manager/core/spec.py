@@ -57,6 +57,9 @@ class StrategySpec:
     params: dict[str, Any] = field(factory=dict)
     calendar: str | None = None
     schedule: ScheduleOverrides = field(factory=ScheduleOverrides)
+    #: The broker account whose shared session the strategy uses (a name in the
+    #: ``accounts`` setting); None: the engine's default (see its adapter's docs).
+    account: str | None = None
     #: The document's ``_id`` as a string, when it came from a store.
     doc_id: str | None = None
     updated_at: datetime | None = None
@@ -77,6 +80,7 @@ class StrategySpec:
                 self.params,
                 self.calendar,
                 converter.unstructure(self.schedule),
+                *([self.account] if self.account is not None else []),
             ],
             sort_keys=True,
             default=str,
@@ -157,6 +161,18 @@ def parse_strategy(document: Any) -> StrategySpec:
                 f"{name}: field '{key}' must be printable text of at most {MAX_NAME} characters "
                 f"(no control characters), got {_short(value)}"
             )
+    account = document.get("account")
+    if account is not None and not (
+        isinstance(account, str)
+        and account
+        and account.strip() == account
+        and account.isprintable()
+        and len(account) <= MAX_NAME
+    ):
+        raise InvalidStrategy(
+            f"{name}: field 'account' must be the name of an account (printable text of at most "
+            f"{MAX_NAME} characters, no surrounding blanks), got {_short(account)}"
+        )
     _check_plain(document, name, "$", 0)
     size = len(json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace"))
     if size > MAX_DOCUMENT_BYTES:

@@ -26,7 +26,8 @@ class Telemetry:
     """The seam: every method is a no-op here."""
 
     def hook_called(self, engine: str, hook: str, seconds: float, ok: bool) -> None:
-        """An engine hook (create, restore, start, stop, snapshot) returned or raised."""
+        """An engine hook (create, restore, start, stop, snapshot, open_session,
+        close_session) returned or raised."""
 
     def store_called(self, op: str, seconds: float, ok: bool) -> None:
         """A store method returned (``ok``) or raised a store error."""

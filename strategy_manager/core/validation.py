@@ -47,6 +47,10 @@ def validate_spec(
     """Run the engine's check of ``spec`` (``hooks`` resolves the engine; an engine
     that cannot be resolved is refused too); a one-line QsmError if it refuses."""
     try:
+        if spec.account is not None:
+            from strategy_manager.core.accounts import configured_account
+
+            configured_account(settings, spec.id, spec.account, spec.engine)
         hooks().validate(spec, EngineContext.for_spec(settings, spec, classes))
     except QsmError as exc:
         message = _one_line(exc)

@@ -292,3 +292,9 @@ def qsm_stop_engine(engine: DemoEngine, context: EngineContext) -> None:
 @hookimpl
 def qsm_snapshot_engine(engine: DemoEngine, context: EngineContext) -> dict[str, Any]:
     return engine.snapshot()
+
+
+@hookimpl
+def qsm_snapshot_positions(snapshot: dict[str, Any], spec: StrategySpec) -> dict[str, float] | None:
+    position = snapshot.get("position")
+    return {spec.symbol: float(position)} if isinstance(position, int | float) else None

@@ -129,7 +129,7 @@ def _keys(slot: Slot) -> dict[str, Any]:
     user: str | None
     symbol: str | None
     if spec is not None:
-        account = getattr(spec, "account", None) or spec.extra.get("account")
+        account = spec.account
         user, symbol = spec.user_id, spec.symbol
     else:
         account, user, symbol = None, _part(slot.id, 0), _part(slot.id, 1)

@@ -47,7 +47,7 @@ class Metrics(Telemetry):
         r = self.registry
         self.hook_seconds = Histogram(
             "qsm_hook_duration_seconds",
-            "Engine lifecycle hook latency (create, restore, start, stop, snapshot)",
+            "Engine hook latency (create, restore, start, stop, snapshot, open_session, close_session)",
             ["engine", "hook"],
             buckets=HOOK_BUCKETS,
             registry=r,

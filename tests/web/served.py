@@ -98,6 +98,7 @@ def settings_for(tmp_path: Any, **changes: Any) -> Settings:
         backoff_cap=0.05,
         stop_timeout=5,
         http_token=TOKEN,
+        accounts={"acct-1": {"engine": "demo"}, "acct-2": {"engine": "demo"}},
     )
     return attrs.evolve(settings, **changes)
 

@@ -18,7 +18,7 @@ from bson.json_util import JSONMode, JSONOptions
 
 from strategy_manager.core.errors import SnapshotError, StoreError
 from strategy_manager.core.spec import describe
-from strategy_manager.core.store.protocol import INVALID, OwnerRecord, StatusRecord
+from strategy_manager.core.store.protocol import INVALID, AccountHalt, OwnerRecord, StatusRecord
 
 NATURAL_KEY = ("user_id", "symbol", "strategy_key")
 INT64 = 2**63
@@ -275,3 +275,31 @@ def owner_from_document(doc: Mapping[str, Any]) -> OwnerRecord:
         if isinstance(values.get(name), datetime):
             values[name] = values[name].astimezone(UTC)
     return OwnerRecord(**values)
+
+
+def halt_to_document(halt: AccountHalt) -> dict[str, Any]:
+    doc = attrs.asdict(halt, recurse=False)
+    if doc["halted_at"] is not None:
+        doc["halted_at"] = to_ms(doc["halted_at"])
+    return doc
+
+
+def halt_from_document(doc: Mapping[str, Any]) -> AccountHalt:
+    """A stored halt; a field of the wrong type is left at its default, never dropping
+    the halt itself (a halted account must stay halted)."""
+    account = doc.get("account")
+    if not isinstance(account, str):
+        raise StoreError(f"a stored account halt has no account name ({account!r})")
+    halted_at = doc.get("halted_at")
+    if isinstance(halted_at, str):
+        try:
+            halted_at = from_iso(halted_at)
+        except ValueError:
+            halted_at = None
+    return AccountHalt(
+        account=account,
+        reason=doc["reason"] if isinstance(doc.get("reason"), str) else "",
+        cancel_orders=doc.get("cancel_orders") is True,
+        halted_at=halted_at.astimezone(UTC) if isinstance(halted_at, datetime) else None,
+        by=doc["by"] if isinstance(doc.get("by"), str) else "",
+    )
