@@ -60,22 +60,8 @@ def registry(settings: Settings) -> EngineRegistry:
     return reg
 
 
-def documents(n: int, engine: str = "noop") -> list[dict[str, Any]]:
-    return [
-        {
-            "user_id": "bench",
-            "symbol": f"S{i:05d}.SH",
-            "strategy_key": "k",
-            "engine": engine,
-            "params": {},
-            "schedule": {"mode": "always"},
-        }
-        for i in range(n)
-    ]
-
-
 def fill(store: Any, n: int) -> None:
-    for doc in documents(n):
+    for doc in scale.documents(n, "noop"):
         store.upsert_strategy(doc)
 
 
@@ -147,7 +133,7 @@ def mongo_anchor(uri: str, n: int) -> float:
 
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     db = client[f"anchor{n}_{time.monotonic_ns()}"]
-    db.docs.insert_many([{"_id": f"bench:{d['symbol']}:k", **d} for d in documents(n)])
+    db.docs.insert_many([{"_id": f"bench:{d['symbol']}:k", **d} for d in scale.documents(n, "noop")])
     release = threading.Event()
     t0 = time.perf_counter()
     docs = list(db.docs.find({}))
