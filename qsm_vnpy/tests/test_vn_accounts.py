@@ -18,7 +18,7 @@ from vn_support import DOUBLE_MA, START, backtest, load, trades
 from qsm_vnpy import events, plugin
 from qsm_vnpy.examples.minute_bars import write_csv
 from qsm_vnpy.replay import ReplayGateway
-from strategy_manager.core.context import Account
+from strategy_manager.core.context import Account, Member
 from strategy_manager.core.errors import EngineHalted
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.settings import Settings
@@ -388,6 +388,37 @@ def test_a_running_strategy_of_the_symbol_is_halted_with_the_one_whose_restore_d
     # no order of the symbol passes any more in the account
     strategy = fresh.cta.strategies["u:002050.SZ:fresh"]
     assert events.call_on_event_thread(session.event_engine, lambda: strategy.buy(1000.0, 1)) == []
+
+
+def test_a_strategy_that_left_the_session_counts_with_what_it_held_not_an_older_stored_snapshot(
+    driver, replay_account
+):
+    """A start planned before another strategy of the symbol ran and left reads that
+    one's stored snapshot from before: the check counts what it held when it left,
+    as the paper broker does, and does not halt the symbol."""
+    early = spec_on(replay_account, "early", PARAM_SETS[1], hold_after_bars=300)
+    before = driver.start(early, session=driver.open_session(replay_account), account=replay_account)
+    assert before[0].stream.holding.wait(60)
+    saved = driver.stop(*before)
+
+    session = driver.open_session(replay_account)
+    left = spec_on(replay_account, "left", PARAM_SETS[0], hold_after_bars=600)
+    planned = {  # as the core read them when it planned both starts: "left" had no snapshot
+        left.id: Member(left, None),
+        early.id: Member(early, saved),
+    }
+    ran = driver.start(left, session=session, account=replay_account, members=planned)
+    assert ran[0].stream.holding.wait(60)
+    held = driver.stop(*ran)["variables"]["pos"]
+    assert held != 0, "the test needs a position at bar 600"
+
+    engine, context = driver.start(
+        early, snapshot=saved, session=session, account=replay_account, members=planned
+    )
+    both = events.call_on_event_thread(session.event_engine, lambda: session.broker_position("002050.SZSE"))
+    assert both == held + saved["variables"]["pos"]
+    assert engine.started and "002050.SZSE" not in engine.cta.halted
+    driver.stop(engine, context)
 
 
 # -- a live gateway: the derived account ----------------------------------------------------

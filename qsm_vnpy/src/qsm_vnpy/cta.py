@@ -28,7 +28,7 @@ from vnpy_ctastrategy.template import CtaTemplate
 
 from qsm_vnpy import events, orders, resume
 from qsm_vnpy.replay import ReplayGateway, ReplayStream
-from qsm_vnpy.session import VnpySession
+from qsm_vnpy.session import Departure, VnpySession
 from qsm_vnpy.state import fields_of, plain_variable, validate_fields, variables_of
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.errors import EngineError, EngineHalted, SnapshotError
@@ -246,9 +246,13 @@ class CtaRunner:
     def _leave(self) -> None:
         """On the event thread: stop the strategy as vnpy does (on_stop, its orders
         cancelled), and take it out of the engines."""
-        cta, sid = self.cta, self.sid
+        cta, sid, session = self.cta, self.sid, self.session
         strategy = cta.strategies.get(sid)
         if strategy is not None:
+            assert session is not None
+            pos = float(strategy.pos) if strategy.inited else self.restored_pos
+            known = set(cta.strategy_orderid_map.get(sid, ()))
+            session.departed[sid] = Departure(self.vt_symbol, pos, known)
             cta.stop_strategy(sid)  # on_stop, cancel its orders
             strategy.trading = False
             cta.remove_strategy(sid)

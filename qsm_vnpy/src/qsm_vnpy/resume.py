@@ -3,8 +3,10 @@
 At a restore, before the strategy trades, the broker's position in its symbol is
 compared with the sum of the positions of every strategy of the account trading
 that symbol: this one's restored ``pos``, the ``pos`` of those running in the same
-session now, and the last snapshot's ``pos`` of those that are not running (their
-position is still at the broker). The gateway's open orders for the symbol are
+session now, and of those that are not running (their position is still at the
+broker) what they held when they left the session, else their last snapshot's
+``pos`` (a snapshot read when the start was planned may predate a strategy that
+ran and left meanwhile). The gateway's open orders for the symbol are
 compared with those the strategies know (this snapshot's, the running strategies',
 and the stopped ones' last snapshots'). A strategy on its own is compared alone.
 
@@ -77,8 +79,7 @@ def check(runner: CtaRunner, strategy: CtaTemplate, restored: dict[str, Any] | N
         waited = time.monotonic() - session.connected_at
         if waited < runner.settings.position_wait:
             runner.context.stop_event.wait(runner.settings.position_wait - waited)
-    peers = _peers(runner)
-    found: Comparison = session.call(lambda: _compare(runner, strategy, restored, peers))
+    found: Comparison = session.call(lambda: _compare(runner, strategy, restored))
     vt, gateway = runner.vt_symbol, session.gateway_name
     group = len(found.holders) > 1
     facts = []
@@ -162,39 +163,46 @@ class _Peer:
     orders: set[str]
 
 
-def _peers(runner: CtaRunner) -> list[_Peer]:
-    """The account's strategies of the symbol that are not running in the session,
-    from their latest snapshots."""
+def _peers(runner: CtaRunner, running: set[str]) -> list[_Peer]:
+    """The account's strategies of the symbol that are not running in the session:
+    what they held when they left it, else their latest snapshots."""
     from qsm_vnpy.settings import split_params
 
     session = runner.session
     assert session is not None
     found = []
     for sid, member in runner.context.members.items():
-        if sid == runner.sid or sid in session.runners:
+        if sid == runner.sid or sid in running:
+            continue
+        try:
+            policy = split_params(member.spec)[0].on_mismatch
+        except QsmError:
+            policy = "halt"
+        left = session.departed.get(sid)
+        if left is not None and left.vt_symbol == runner.vt_symbol:
+            found.append(_Peer(sid, left.pos, policy, set(left.orders)))
             continue
         snapshot = member.snapshot or {}
         variables = snapshot.get("variables")
         pos = variables.get("pos") if isinstance(variables, dict) else None
         if snapshot.get("vt_symbol") != runner.vt_symbol or not isinstance(pos, int | float):
             continue
-        try:
-            policy = split_params(member.spec)[0].on_mismatch
-        except QsmError:
-            policy = "halt"
         known = {o.get("vt_orderid") for o in snapshot.get("orders", []) if isinstance(o, dict)}
         found.append(_Peer(sid, float(pos), policy, {k for k in known if isinstance(k, str)}))
     return found
 
 
-def _compare(
-    runner: CtaRunner, strategy: CtaTemplate, restored: dict[str, Any] | None, peers: list[_Peer]
-) -> Comparison:
-    """The facts, on the event thread (nothing moves meanwhile)."""
+def _compare(runner: CtaRunner, strategy: CtaTemplate, restored: dict[str, Any] | None) -> Comparison:
+    """The facts, on the event thread (no strategy joins or leaves the engines meanwhile)."""
     session = runner.session
     assert session is not None and session.cta is not None and session.main is not None
     cta, vt = session.cta, runner.vt_symbol
-    running = [r for r in session.runners.values() if r is not runner and r.vt_symbol == vt]
+    running = [
+        r
+        for r in session.attached()
+        if r is not runner and r.vt_symbol == vt and r.sid not in session.departed  # not left yet
+    ]
+    peers = _peers(runner, {r.sid for r in running})
     how = "restoring" if restored else "starting"
     holders = [Holder(runner.sid, float(strategy.pos), how, runner.settings.on_mismatch)]
     for r in running:

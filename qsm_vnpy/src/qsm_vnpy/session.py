@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from attrs import define
 from vnpy.event import Event, EventEngine
 from vnpy.trader.event import EVENT_LOG
 from vnpy.trader.object import LogData
@@ -41,6 +42,15 @@ from strategy_manager.core.errors import EngineError
 
 if TYPE_CHECKING:
     from qsm_vnpy.cta import CtaRunner
+
+
+@define
+class Departure:
+    """A strategy's position and open orders when it left the session's engines."""
+
+    vt_symbol: str
+    pos: float
+    orders: set[str]
 
 
 class VnpySession:
@@ -73,6 +83,9 @@ class VnpySession:
         self.connected_at = 0.0
         #: Strategy id -> its runner, while attached.
         self.runners: dict[str, CtaRunner] = {}
+        #: Strategy id -> what it held when it left the engines (on the event thread):
+        #: fresher than its stored snapshot, which the store may not have yet.
+        self.departed: dict[str, Departure] = {}
         self._lock = threading.Lock()
 
     @property
@@ -140,6 +153,7 @@ class VnpySession:
             if old is not None and not old.context.fence.down:
                 raise EngineError(f"{runner.sid}: already runs in the session of account {self.name}")
             self.runners[runner.sid] = runner
+            self.departed.pop(runner.sid, None)
         if old is not None:
             self.logger.warning("%s: removing what an abandoned engine of it left in the session", runner.sid)
             self.call(old.evict, 30.0)
@@ -148,6 +162,11 @@ class VnpySession:
         with self._lock:
             if self.runners.get(runner.sid) is runner:
                 del self.runners[runner.sid]
+
+    def attached(self) -> list[CtaRunner]:
+        """The runners attached now (a copy: workers attach and detach meanwhile)."""
+        with self._lock:
+            return list(self.runners.values())
 
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``fn`` on the event thread, between two events; return its result."""
