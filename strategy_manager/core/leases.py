@@ -31,9 +31,10 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from attrs import define, field
 
@@ -59,8 +60,11 @@ def _pid_namespace() -> str:
         return ""
 
 
-def this_process(now: datetime, owner: str | None = None) -> OwnerRecord:
-    """The heartbeat record of this process, with a fresh owner id unless given."""
+def this_process(
+    now: datetime, owner: str | None = None, details: Mapping[str, Any] | None = None
+) -> OwnerRecord:
+    """The heartbeat record of this process, with a fresh owner id unless given;
+    ``details`` say more about where it runs (a Ray host's node id)."""
     host, pid = socket.gethostname(), os.getpid()
     return OwnerRecord(
         owner=owner or f"{host}:{pid}:{secrets.token_hex(4)}",
@@ -70,6 +74,7 @@ def this_process(now: datetime, owner: str | None = None) -> OwnerRecord:
         pid_namespace=_pid_namespace(),
         started_at=now,
         heartbeat=now,
+        details=dict(details or {}),
     )
 
 
@@ -183,6 +188,14 @@ class LeaseKeeper:
                 self._next_claim = 0.0
         if new or gone & self._held.keys():
             self._wake.set()
+
+    def claim_now(self) -> None:
+        """Try the wanted leases held elsewhere now rather than at the next retry (their
+        holder is known to have gone quiet). The store still decides: a lease that has
+        not expired stays where it is."""
+        with self._lock:
+            self._next_claim = 0.0
+        self._wake.set()
 
     # -- the thread ----------------------------------------------------------------------
     def start(self) -> None:

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from contextlib import AbstractContextManager
@@ -45,7 +45,7 @@ from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings, validate_settings
 from strategy_manager.core.snapshots import SnapshotWriter
-from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
+from strategy_manager.core.spec import StrategySpec, parse_document, parse_strategy
 from strategy_manager.core.store import Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
 from strategy_manager.core.worker import WIND_DOWN_SECONDS, EngineWorker, WorkerState
@@ -132,7 +132,13 @@ class MultiStrategyOrchestrator:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         owner: str | None = None,
+        assigned: Callable[[str], bool] | None = None,
+        owner_details: Mapping[str, Any] | None = None,
     ) -> None:
+        """``assigned`` restricts this orchestrator to a share of the strategies (a
+        scale-out host's, a shard's): it claims only those for which it answers True,
+        and hands over those it stops answering True for (see :meth:`reassigned`);
+        None runs them all. ``owner_details`` go into this process's heartbeat record."""
         validate_settings(settings)
         self.settings = settings
         self.store = store
@@ -142,7 +148,8 @@ class MultiStrategyOrchestrator:
         self.wall = SystemClock()
         self.lifecycle = LifecycleManager(settings)
         self.on_event = on_event
-        self.record = this_process(self.wall.now(), owner)
+        self.assigned: Callable[[str], bool] = assigned or _everything
+        self.record = this_process(self.wall.now(), owner, owner_details)
         self.owner = self.record.owner
         self.keeper = LeaseKeeper(
             store, settings, lambda change: self._post("leases", "", change), self.record, self.wall
@@ -279,6 +286,14 @@ class MultiStrategyOrchestrator:
         self._force = True
         self._wake.set()
 
+    def reassigned(self, claim_now: bool = False) -> None:
+        """``assigned`` answers differently now: claim what was added, hand over what was
+        taken away (snapshot, stop, release). From any thread. ``claim_now``: the
+        holder of some of them has gone quiet, so try their leases at once."""
+        self._post("assigned", "", None)
+        if claim_now:
+            self.keeper.claim_now()
+
     def _emit(self, kind: str, ident: str, detail: str) -> None:
         events_log.log(EVENT_LEVELS.get(kind, logging.INFO), "%s %s: %s", kind, ident, detail)
         if self.on_event is not None:
@@ -345,6 +360,7 @@ class MultiStrategyOrchestrator:
             and s.spec is not None
             and s.spec.enabled
             and s.policy is not None
+            and self.assigned(s.id)
             for s in self.slots.values()
         )
         if pending and self._claim_hold is None:
@@ -438,12 +454,7 @@ class MultiStrategyOrchestrator:
             self._forget_if_idle(slot)
 
     def _parse(self, document: Any, index: int) -> tuple[str, StrategySpec | None, str | None]:
-        try:
-            spec = parse_strategy(document)
-        except QsmError as exc:
-            ident = describe(document)
-            return (f"document #{index}" if ident == "document" else ident), None, str(exc)
-        return spec.id, spec, None
+        return parse_document(document, index)
 
     def _update_slot(
         self,
@@ -501,7 +512,7 @@ class MultiStrategyOrchestrator:
         wanted = frozenset(
             s.id
             for s in self.slots.values()
-            if (s.spec is not None and s.spec.enabled and not s.removed)
+            if (s.spec is not None and s.spec.enabled and not s.removed and self.assigned(s.id))
             or s.worker is not None
             or self._busy(s)
             or s.id in pending
@@ -554,6 +565,9 @@ class MultiStrategyOrchestrator:
     def _apply_schedule(self, now: datetime) -> None:
         starts: list[Slot] = []
         for slot in list(self.slots.values()):
+            if not self.assigned(slot.id):
+                self._hand_over(slot)
+                continue
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
                 continue
             if slot.state is WorkerState.FAILED or slot.lease is None:
@@ -590,6 +604,18 @@ class MultiStrategyOrchestrator:
         starts = [s for s in starts if self.snapshots.pending(s.id) is None]
         if starts:
             self._start_all(starts)
+
+    def _hand_over(self, slot: Slot) -> None:
+        """A strategy assigned elsewhere now: stop its engine here with a last snapshot;
+        its lease is released once nothing here needs it (see :meth:`_want`)."""
+        if self._busy(slot) or slot.worker is None:
+            return
+        if slot.worker.context is not None:
+            self._emit("moved", slot.id, "assigned elsewhere; snapshotting and stopping")
+            self._submit_stop(slot, WorkerState.STANDBY, forget=True)
+        else:
+            slot.worker = None
+        slot.state = WorkerState.STANDBY
 
     def _start_all(self, slots: list[Slot]) -> None:
         """Start ``slots`` with their latest snapshots, read in one bulk call here (on
@@ -873,7 +899,7 @@ class MultiStrategyOrchestrator:
         the lease (checked now, on the fence's clock), or when the document itself
         keeps the strategy from running anywhere."""
         if slot.spec is None or not slot.spec.enabled:
-            return slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED)
+            return slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED) and self.assigned(slot.id)
         return self.keeper.lease(slot.id) is not None
 
     def _shutdown(self, timeout: float) -> None:
@@ -926,6 +952,10 @@ class MultiStrategyOrchestrator:
         if pool is not None:
             pool.shutdown()
             self.pool = None
+
+
+def _everything(strategy_id: str) -> bool:
+    return True
 
 
 def _without_prefix(message: str, ident: str) -> str:

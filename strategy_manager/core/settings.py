@@ -188,6 +188,18 @@ class Settings:
         factory=dict,
         metadata=_meta("QSM_ENGINE_OPTIONS", "per-engine options, JSON object by engine name"),
     )
+    executor: str = field(
+        default="threads",
+        metadata=_meta(
+            "QSM_EXECUTOR",
+            "threads (this process runs every strategy) or ray (strategies spread over a Ray "
+            "cluster's nodes; needs the ray extra)",
+        ),
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata=_meta("QSM_RAY_ADDRESS", "the Ray cluster executor ray joins: host:port, or auto"),
+    )
 
     @property
     def store_kind(self) -> str:
@@ -364,6 +376,7 @@ def validate_settings(s: Settings) -> None:
         "lunch_break": ("keep_running", "pause"),
         "calendar_end_policy": ("weekdays", "stop"),
         "on_lease_loss": ("stop", "keep_running"),
+        "executor": ("threads", "ray"),
     }
     for name, allowed in choices.items():
         if getattr(s, name) not in allowed:
