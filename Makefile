@@ -7,9 +7,10 @@ PYTHON ?= $(shell for p in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versio
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
-.PHONY: demo test install lint bench soak dist clean
+.PHONY: demo test test-ray install install-ray lint bench soak dist clean
 
 demo: $(STAMP)
 	$(BIN)/python -m qsm_vnpy.examples.minute_bars bars-002050.csv --days 25 --seed 3
@@ -19,7 +20,18 @@ demo: $(STAMP)
 	@echo "The demo's store: $(BIN)/strategy-manager --config-dir examples/demo-config status"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ray"
+
+# The Ray executor's tests: simulated clusters (a head and 3 nodes) through node crashes
+# and frozen processes, a few minutes. They need the ray extra, installed here.
+test-ray: $(RAY_STAMP)
+	$(BIN)/python -m pytest -q -m ray tests/scaleout
+
+install-ray: $(RAY_STAMP)
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[ray]'
+	touch $(RAY_STAMP)
 
 install: $(STAMP)
 

@@ -95,6 +95,13 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     show_default=True,
     help="Transitions as text lines, or JSON lines (one object per event, then the summary).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["threads", "ray"]),
+    default=None,
+    help="threads: this process runs every strategy (the default); ray: spread over a Ray cluster.",
+)
+@click.option("--ray-address", default=None, help="With --executor ray: the cluster, host:port or auto.")
 @quiet_option
 @pass_app
 def run(
@@ -105,6 +112,8 @@ def run(
     speed: float,
     poll_interval: float | None,
     events_format: str,
+    executor: str | None,
+    ray_address: str | None,
 ) -> None:
     """Run the orchestrator: start, pause and stop strategies by their schedule.
 
@@ -117,6 +126,18 @@ def run(
     settings = app.settings
     if poll_interval is not None:
         settings = attrs.evolve(settings, poll_interval=poll_interval)
+    if executor is not None:
+        settings = attrs.evolve(settings, executor=executor)
+    if ray_address is not None:
+        settings = attrs.evolve(settings, ray_address=ray_address)
+    if settings.executor == "ray":
+        if clock_kind == "sim":
+            raise click.UsageError("--clock sim runs in one process; it needs --executor threads")
+        if not settings.ray_address:
+            raise click.UsageError(
+                "executor ray needs the cluster's address: --ray-address host:port "
+                "(or QSM_RAY_ADDRESS; 'auto' for the cluster this machine belongs to)"
+            )
     clock = make_clock(clock_kind, start, speed)
     seconds = parse_duration(duration) if duration else None
     as_json = events_format == "json"
@@ -136,6 +157,9 @@ def run(
         events_log.disabled = True
         click.get_current_context().call_on_close(lambda: setattr(events_log, "disabled", False))
     store = app.store(create=True)
+    if settings.executor == "ray":
+        _run_on_ray(app, settings, store, seconds, show, as_json)
+        return
     orchestrator = MultiStrategyOrchestrator(settings, store, app.registry, clock, on_event=show)
     sim = f" from {start} at x{speed:g}" if clock_kind == "sim" else ""
     if as_json:
@@ -173,6 +197,43 @@ def run(
     _exit_despite_leaked_threads(1 if orchestrator.fatal is not None else 0)
     if orchestrator.fatal is not None:
         raise SystemExit(1)
+
+
+def _run_on_ray(app: App, settings: Any, store: Any, seconds: float | None, show: Any, as_json: bool) -> None:
+    """The driver of a Ray fleet: hosts on the cluster's nodes run the strategies."""
+    from strategy_manager.scaleout.ray_driver import RayDriver
+
+    driver = RayDriver(
+        settings,
+        store,
+        settings.ray_address,
+        on_event=show,
+        log_level=logging.getLogger().getEffectiveLevel(),
+        log_to_driver=not app.quiet,
+    )
+    where = f"{store.kind} at {store.location}"
+    if as_json:
+        begin = {"event": "begin", "executor": "ray", "cluster": settings.ray_address, "store": where}
+        emit_json_line({"time": SystemClock().now(), **begin})
+    elif not app.quiet:
+        click.echo(f"ray driver: cluster {settings.ray_address}; store {where}")
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if driver.stopping:
+            click.echo("second signal: exiting now", err=True)
+            os._exit(130)
+        click.echo(f"{signal.Signals(signum).name}: stopping every host...", err=True)
+        driver.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    driver.run(seconds)
+    workers = [attrs.asdict(r) for r in store.read_status()]
+    if as_json:
+        emit_json_line({"time": SystemClock().now(), "event": "summary", **summarize(workers)})
+    elif not app.quiet:
+        for line in summary_lines(workers, app.color):
+            click.echo(line)
 
 
 def _exit_despite_leaked_threads(code: int) -> None:
@@ -238,27 +299,35 @@ def summary_lines(workers: list[dict[str, Any]], color: bool = False) -> list[st
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Every strategy's runtime state, as the running orchestrator last wrote it.
+    """Every strategy's runtime state, as the running orchestrator last wrote it, and
+    where it runs (host:pid, and the Ray node with executor ray).
 
     Times are in the local zone, with their UTC offset.
     """
-    records = sorted(app.store().read_status(), key=lambda r: r.strategy_id)
+    from strategy_manager.cli.hosts import shown_place, where
+
+    store = app.store()
+    records = sorted(store.read_status(), key=lambda r: r.strategy_id)
+    owners = {o.owner: o for o in store.read_owners()} if records else {}
+    places = [where(r, owners) for r in records]
     if as_json:
-        emit_json([attrs.asdict(r) for r in records])
+        emit_json([attrs.asdict(r) | place for r, place in zip(records, places, strict=True)])
         return
     if not records:
         click.echo("no status yet: start the orchestrator with 'strategy-manager run'")
         return
     rows = []
-    for r in records:
+    for r, place in zip(records, places, strict=True):
         nxt = (
             f"{r.next_transition} {shown_time(r.next_transition_at)}"
             if r.next_transition and r.next_transition_at
             else "-"
         )
-        rows.append([r.strategy_id, r.state, r.engine, r.restarts, shown_time(r.heartbeat), nxt])
+        rows.append(
+            [r.strategy_id, r.state, r.engine, r.restarts, shown_time(r.heartbeat), nxt, shown_place(place)]
+        )
     lines = table(
-        ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT"],
+        ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT", "HOST"],
         rows,
         right=(3,),
         paint={1: lambda s, n: paint_state(s, n, app.color)},
@@ -357,6 +426,9 @@ def _matches(document: dict[str, Any], ident: str) -> bool:
 
 
 def register(cli: click.Group) -> None:
+    from strategy_manager.cli import hosts
+
     cli.add_command(run)
+    hosts.register(cli)
     cli.add_command(status)
     cli.add_command(schedule)

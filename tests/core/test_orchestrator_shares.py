@@ -57,11 +57,17 @@ def test_two_orchestrators_with_disjoint_shares_each_run_and_report_only_their_o
     store.upsert_strategy({"user_id": "u", "symbol": "BAD", "strategy_key": "k", "params": {}})  # no engine
     a_ids, b_ids = set(ids[::2]), {*ids[1::2], "u:BAD:k"}
     a = MultiStrategyOrchestrator(settings, store, clock=SystemClock(), owner="h:1:a", assigned=Share(a_ids))
-    b = MultiStrategyOrchestrator(settings, open_store(settings), clock=SystemClock(), owner="h:1:b", assigned=Share(b_ids))
+    b = MultiStrategyOrchestrator(
+        settings, open_store(settings), clock=SystemClock(), owner="h:1:b", assigned=Share(b_ids)
+    )
     a.start()
     b.start()
     try:
-        wait_for(lambda: _running(store, "h:1:a") == a_ids and _running(store, "h:1:b") == b_ids - {"u:BAD:k"}, 20, "each share running")
+        wait_for(
+            lambda: _running(store, "h:1:a") == a_ids and _running(store, "h:1:b") == b_ids - {"u:BAD:k"},
+            20,
+            "each share running",
+        )
         assert set(a.keeper.held()) == a_ids
         assert set(b.keeper.held()) == b_ids - {"u:BAD:k"}
         # The invalid document is reported once, by the orchestrator it is assigned to.
@@ -87,8 +93,12 @@ def test_a_strategy_taken_away_is_snapshotted_stopped_released_and_claimed_where
             events.append((kind, ident, detail))
 
     share_a, share_b = Share({moved, "u:S1:k"}), Share()
-    a = MultiStrategyOrchestrator(settings, store, clock=SystemClock(), owner="h:1:a", assigned=share_a, on_event=record)
-    b = MultiStrategyOrchestrator(settings, open_store(settings), clock=SystemClock(), owner="h:1:b", assigned=share_b)
+    a = MultiStrategyOrchestrator(
+        settings, store, clock=SystemClock(), owner="h:1:a", assigned=share_a, on_event=record
+    )
+    b = MultiStrategyOrchestrator(
+        settings, open_store(settings), clock=SystemClock(), owner="h:1:b", assigned=share_b
+    )
     a.start()
     b.start()
     try:
