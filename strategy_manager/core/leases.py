@@ -264,6 +264,7 @@ class LeaseKeeper:
         lost: set[str] = set()
         claimed: dict[str, Lease] = {}
         with self._lock:
+            before = dict(self._valid_until)
             if ours is not None:  # the store says exactly what we hold
                 for sid, lease in list(self._held.items()):
                     if ours.get(sid) != lease.epoch:
@@ -276,6 +277,16 @@ class LeaseKeeper:
                         claimed[sid] = self._held[sid]
             for sid in self._held:
                 self._valid_until[sid] = sent + self.fence_seconds
+            # A deadline that passed before this renewal took effect (the process or this
+            # thread was held up) may have latched an engine's fence for good, though
+            # nobody noticed it expire: it counts as expired, so the engine is restarted.
+            now_steady = steady()
+            late = (
+                set()
+                if self.keep_running
+                else {s for s in self._held if before.get(s, now_steady) < now_steady} - self._expired
+            )
+            self._expired |= late
             # Leases that had expired here are valid again, unless this renewal took so
             # long that its own deadline has passed too.
             if sent + self.fence_seconds > steady():
@@ -287,6 +298,13 @@ class LeaseKeeper:
             self.store.write_owner(self._heartbeat())
         except QsmError as exc:  # the leases are renewed; the heartbeat is only for display
             log.warning("heartbeat of %s not written: %s", self.owner, exc)
+        if late:
+            log.error(
+                "%d leases renewed after their engines' fence had passed: restarting them (%s)",
+                len(late),
+                _some(late),
+            )
+            self.on_change(LeaseChange(expired=frozenset(late)))
         if lost or claimed:
             if lost:
                 log.warning("%d leases were taken by another process: %s", len(lost), _some(lost))

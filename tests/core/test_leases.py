@@ -1,4 +1,4 @@
-"""The lease keeper's claims."""
+"""The lease keeper: claims, renewals, heartbeats, and who counts as gone."""
 
 from __future__ import annotations
 
@@ -27,3 +27,42 @@ def test_claim_now_tries_a_lease_held_elsewhere_at_once_rather_than_at_the_next_
         assert keeper.held()["u:A:k"].epoch == 2
     finally:
         keeper.stop()
+
+
+def test_a_renewal_after_the_fence_passed_restarts_the_engines_whose_fence_may_have_latched(
+    tmp_path, monkeypatch
+):
+    """The keeper held up past the fence (its thread starved, the process stopped) wakes
+    and renews before it notices anything expired; an engine that checked its fence
+    meanwhile stays fenced for good, so its lease must count as expired and come back."""
+    from strategy_manager.core import leases
+    from strategy_manager.core.context import Fence
+
+    steady = [1000.0]  # the keeper's steady clock, moved by the test alone
+    monkeypatch.setattr(leases, "steady", lambda: steady[0])
+    # fence 200 s, renewals every 100 s: nothing happens unless the test moves the clock.
+    settings = Settings(
+        data_dir=str(tmp_path), lease_seconds=300, lease_renew_seconds=100, lease_margin_seconds=100
+    )
+    changes = []
+    keeper = LeaseKeeper(open_store(settings), settings, changes.append)
+    keeper.start()
+    try:
+        keeper.want(["u:A:k"])
+        wait_for(lambda: "u:A:k" in keeper.held(), 10, "the lease claimed")
+        wait_for(lambda: keeper.renewals == 1, 10, "the first renewal")
+        epoch = keeper.held()["u:A:k"].epoch
+        fence = Fence(lambda: keeper.valid("u:A:k", epoch))
+        assert fence()
+
+        steady[0] += 250  # 250 s held up: the fence has passed, and the engine sees it
+        assert not fence()
+        keeper.claim_now()  # the keeper wakes, and renews first
+        wait_for(lambda: keeper.renewals == 2, 10, "the late renewal")
+        wait_for(lambda: any("u:A:k" in c.claimed for c in changes[1:]), 10, "the lease back")
+    finally:
+        keeper.stop()
+    expired = [i for i, c in enumerate(changes) if "u:A:k" in c.expired]
+    back = [i for i, c in enumerate(changes) if "u:A:k" in c.claimed and i > 0]
+    assert expired and back and expired[0] < back[0], changes
+    assert not fence()  # latched: only a new engine, with a new fence, may trade again
