@@ -101,9 +101,12 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
+    except PermissionError:  # someone else's
+        pass
+    # A process that has exited but is not reaped yet (a Ray worker whose node was
+    # killed, until init reaps it) still answers kill(0), and does nothing any more.
+    stat = _read(f"/proc/{pid}/stat")
+    return not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] not in ("Z", "X")
 
 
 @define(frozen=True)
@@ -256,8 +259,16 @@ class LeaseKeeper:
 
     def _renew(self) -> None:
         sent = steady()
+        now = self.wall.now()
+        # The heartbeat first, stamped with the renewal's time: a process judged by its
+        # heartbeat (silent for a lease = its leases have expired, as the Ray driver judges)
+        # must never show one older than its latest renewal, even if it stops in between.
+        try:
+            self.store.write_owner(self._heartbeat(at=now))
+        except QsmError as exc:  # the leases matter more: renew them all the same
+            log.warning("heartbeat of %s not written: %s", self.owner, exc)
         known = None if self._uncertain else list(self._held)
-        ours = self.store.renew(self.owner, self.wall.now(), self.lease_seconds, known)
+        ours = self.store.renew(self.owner, now, self.lease_seconds, known)
         self.renewals += 1
         self.last_renewal = sent
         self._uncertain = False
@@ -294,10 +305,6 @@ class LeaseKeeper:
                 claimed.update({sid: self._held[sid] for sid in back if sid in self._held})
                 self._expired.clear()
             self._expired -= lost
-        try:
-            self.store.write_owner(self._heartbeat())
-        except QsmError as exc:  # the leases are renewed; the heartbeat is only for display
-            log.warning("heartbeat of %s not written: %s", self.owner, exc)
         if late:
             log.error(
                 "%d leases renewed after their engines' fence had passed: restarting them (%s)",
@@ -386,10 +393,10 @@ class LeaseKeeper:
             )
             self.on_change(LeaseChange(expired=frozenset(expired)))
 
-    def _heartbeat(self, stopped: bool = False) -> OwnerRecord:
+    def _heartbeat(self, stopped: bool = False, at: datetime | None = None) -> OwnerRecord:
         from attrs import evolve
 
-        return evolve(self.record, heartbeat=self.wall.now(), leases=len(self._held), stopped=stopped)
+        return evolve(self.record, heartbeat=at or self.wall.now(), leases=len(self._held), stopped=stopped)
 
 
 def _some(ids: Iterable[str], shown: int = 5) -> str:
