@@ -110,6 +110,8 @@ class RayDriver:
         self._seen_token: object = object()
         #: When each kind of look is next due (monotonic seconds).
         self._next: dict[str, float] = {}
+        #: When the heartbeats were last read or tried (wall seconds).
+        self._owners_tried = 0.0
         self.ticks = 0
         try:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=log_to_driver)
@@ -163,14 +165,23 @@ class RayDriver:
             if mono >= self._next.get("nodes", 0.0):
                 self._next["nodes"] = mono + NODE_POLL_SECONDS
                 self._discover()
-            if mono >= self._next.get("owners", 0.0):
+        except Exception:  # Ray unreachable for a while: the hosts trade on meanwhile
+            log.exception("driver: Ray call failed; retrying")
+        try:
+            due = self.fleet.next_due()
+            # A host may fall silent now: read the heartbeats once at that time, not at the next round.
+            silent_soon = due is not None and now >= due > self._owners_tried
+            if mono >= self._next.get("owners", 0.0) or silent_soon:
                 self._next["owners"] = mono + self.settings.lease_renew_seconds / 2
+                self._owners_tried = now
                 self.fleet.heard(self.store.read_owners(), now)
             if mono >= self._next.get("documents", 0.0):
                 self._next["documents"] = mono + self.settings.poll_interval
                 self._read_documents()
-        except QsmError as exc:
-            log.error("driver: %s", exc)
+        except QsmError as exc:  # the hosts carry on; so does the driver, less often
+            log.error("driver: store unavailable, retrying: %s", exc)
+            later = mono + min(self.settings.poll_interval * 5, 10.0)
+            self._next["owners"] = self._next["documents"] = later
         pushes, events = self.fleet.step(now)
         for event in events:
             self._emit(event)
