@@ -25,6 +25,7 @@ test: $(STAMP)
 # The Ray executor's tests: simulated clusters (a head and 3 nodes) through node crashes
 # and frozen processes, a few minutes. They need the ray extra, installed here.
 test-ray: $(RAY_STAMP)
+	@$(BIN)/python -c 'import ray' || { echo "Ray is not in $(VENV): rm $(RAY_STAMP) and run make test-ray again" >&2; exit 1; }
 	$(BIN)/python -m pytest -q -m ray tests/scaleout
 
 install-ray: $(RAY_STAMP)

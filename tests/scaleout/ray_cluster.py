@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,12 +55,29 @@ class SimulatedCluster:
         self.nodes.remove(node)
 
     def freeze(self, pid: int) -> None:
+        """SIGSTOP, and return once every thread of the process has stopped (the signal
+        is delivered asynchronously): from then on it does nothing until thawed."""
         os.kill(pid, signal.SIGSTOP)
         self.frozen.add(pid)
+        deadline = time.monotonic() + 10
+        while not _stopped(pid):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"process {pid} did not stop within 10s of SIGSTOP")
+            time.sleep(0.001)
 
     def thaw(self, pid: int) -> None:
         os.kill(pid, signal.SIGCONT)
         self.frozen.discard(pid)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (state T), by /proc."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            states.append(stat[stat.rindex(")") + 2])
+    return bool(states) and all(state in "Tt" for state in states)
 
 
 @contextmanager
@@ -85,22 +103,29 @@ def simulated_cluster(
         os.environ.pop(var, None)
     cluster = None
     sim = None
+    raylets: list[Any] = []
     try:
         cluster = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": HEALTH_CHECKS},
         )
         added = [cluster.add_node(num_cpus=0, resources={"qsm_host": w}) for w in (weights or [1.0] * nodes)]
+        raylets = [node.all_processes["raylet"][0].process for node in [cluster.head_node, *added]]
         cluster.wait_for_nodes()
         sim = SimulatedCluster(cluster, added)
         yield sim
     finally:
-        for pid in sim.frozen if sim else ():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGCONT)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
+        try:
+            for pid in sim.frozen if sim else ():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+            if cluster is not None:
                 cluster.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-        shutil.rmtree(short, ignore_errors=True)
+        finally:
+            for raylet in raylets:  # reaped, whether Ray's shutdown did it or failed
+                if raylet.poll() is None:
+                    raylet.kill()
+                raylet.wait(timeout=60)
+            os.environ.clear()
+            os.environ.update(saved)
+            shutil.rmtree(short, ignore_errors=True)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("ray", reason="Ray is not installed: make test-ray installs it")
 
 from strategy_manager.core.context import safe_dirname
 from strategy_manager.core.settings import Settings
@@ -26,6 +26,7 @@ from strategy_manager.core.store import open_store
 from tests.conftest import run_cli, wait_for
 from tests.reliability.harness import demo_document, run_env, stop
 from tests.scaleout.ray_cluster import simulated_cluster
+from tests.scaleout.store_server import store_server
 
 pytestmark = pytest.mark.ray
 
@@ -77,14 +78,41 @@ def epoch_violations(store: Any, data: Path, sid: str, engine: str = "demo") -> 
     return found
 
 
+class LogWatch:
+    """When ``needle`` first shows in a log from now on (wall seconds), watched on a
+    thread every 50 ms: how long Ray took to declare a node dead."""
+
+    def __init__(self, path: Path, needle: str) -> None:
+        self.path, self.needle = path, needle.encode()
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.at: float | None = None
+        self._done = threading.Event()  # never set: the thread ends when it finds the text
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            try:
+                with self.path.open("rb") as handle:
+                    handle.seek(self.offset)
+                    seen = self.needle in handle.read()
+            except OSError:  # the test is over and its folder gone
+                return
+            if seen:
+                self.at = time.time()
+                return
+
+
 class Fleet:
     """The driver process, the store it shares with the hosts, and what they did."""
 
-    def __init__(self, tmp_path: Path, cluster: Any, engine: str = "demo", **settings: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, cluster: Any, store_uri: str, engine: str = "demo", **settings: Any
+    ) -> None:
         self.data = tmp_path / "data"
         self.engine = engine
         self.log = tmp_path / "driver.log"
-        self.store = open_store(Settings(data_dir=str(self.data)))
+        database = {"mongo_uri": store_uri, "mongo_db": f"ray_{secrets.token_hex(4)}"}
+        self.store = open_store(Settings(data_dir=str(self.data), **database))
         for i in range(STRATEGIES):
             document = demo_document(i, bar_seconds=0.02)
             if engine != "demo":
@@ -94,7 +122,7 @@ class Fleet:
                     "params": {"bar_seconds": 0.02},
                 }
             self.store.upsert_strategy(document)
-        env = run_env(self.data, **SETTINGS, poll_interval=0.2, **settings)
+        env = run_env(self.data, **database, **SETTINGS, poll_interval=0.2, **settings)
         Path(env["QSM_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
         env["QSM_ENGINE_OPTIONS"] = json.dumps({engine: {"order_log": True}})
         env["QSM_ENGINE_CLASS_ALLOW"] = "tests.scaleout.unfenced"
@@ -125,6 +153,11 @@ class Fleet:
         what = "every strategy trading" + (f" without pid {besides}" if besides else "")
         self.wait(lambda: self.all_trading(since, besides), 30, what)
 
+    def trade_on(self, seconds: float, besides: int | None = None) -> None:
+        """Wait until every strategy has traded ``seconds`` from now: a stretch of the
+        fleet's life after a takeover, where a double run would show."""
+        self.wait_all_trading(time.time() + seconds, besides)
+
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
         """wait_for, failing at once if the driver has exited."""
 
@@ -151,6 +184,9 @@ class Fleet:
     def processes_of(self, sid: str, since: float) -> set[str]:
         return {r["process"] for r in self.orders(sid) if r["t"] > since}
 
+    def logged(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
@@ -176,6 +212,14 @@ def _assert_recovered(result: dict[str, Any], fleet: Fleet) -> None:
     assert result["violations"] == {}, result["violations"]
 
 
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory):
+    """MongoDB (a wire server in a process of its own), as scale-out needs: a frozen
+    host holds no lock of the store, as it would the embedded store's file."""
+    with store_server(tmp_path_factory.mktemp("store")) as uri:
+        yield uri
+
+
 @pytest.fixture
 def cluster(tmp_path):
     with simulated_cluster(tmp_path / "home") as sim:
@@ -183,9 +227,9 @@ def cluster(tmp_path):
 
 
 def test_hosts_outlive_a_killed_driver_and_a_new_one_adopts_them_then_a_node_crash_moves_strategies_in_time(
-    tmp_path, cluster
+    tmp_path, cluster, store_uri
 ):
-    fleet = Fleet(tmp_path, cluster)
+    fleet = Fleet(tmp_path, cluster, store_uri)
     try:
         fleet.wait_all_running()
         # status and hosts: each strategy's host and node; three hosts, one per node.
@@ -207,8 +251,9 @@ def test_hosts_outlive_a_killed_driver_and_a_new_one_adopts_them_then_a_node_cra
         wait_for(lambda: time.time() > killed_at + LEASE, 10, "a lease without a driver")
         wait_for(lambda: fleet.all_trading(killed_at + LEASE), 30, "trading on without a driver", poll=0.25)
         fleet.driver = fleet.start_driver()
-        fleet.wait(lambda: fleet.tail().count("host-adopted") == 3, 60, "three hosts adopted")
+        fleet.wait(lambda: fleet.logged().count("host-adopted") == 3, 60, "three hosts adopted")
         fleet.wait_all_trading(time.time())
+        unattended = max(fleet.check(killed_at, time.time())["pauses"].values())
         again = {r["strategy_id"]: r for r in json.loads(run_cli("status", "--json", env=env).stdout)}
         assert {s: again[s]["owner"] for s in ids()} == {s: status[s]["owner"] for s in ids()}
         assert {s: again[s]["details"]["epoch"] for s in ids()} == {
@@ -217,23 +262,33 @@ def test_hosts_outlive_a_killed_driver_and_a_new_one_adopts_them_then_a_node_cra
 
         victim = fleet.busiest_host()
         moved = [s for s in ids() if status[s]["pid"] == victim.pid]
+        dead = LogWatch(fleet.log, "ray-dead")
         fault_at = time.time()
         cluster.crash(cluster.node(victim.details["ray_node"]))
         fleet.wait_all_trading(fault_at, besides=victim.pid)
-        time.sleep(1.0)  # a second of the fleet after the takeover, where a double run would show
+        fleet.trade_on(1.0)
         result = fleet.check(fault_at, time.time() - 0.2)
+        fleet.wait(lambda: dead.at, 30, "Ray declaring the node dead")
         hosts = {h["owner"]: h for h in json.loads(run_cli("hosts", "--json", env=env).stdout)}
         after = {r["strategy_id"]: r for r in json.loads(run_cli("status", "--json", env=env).stdout)}
     finally:
         fleet.close()
+    assert unattended <= DEADLINE, f"a strategy paused {unattended:.2f}s while the driver was away"
     _assert_recovered(result, fleet)
     assert moved and hosts[victim.owner]["state"] == "silent"
     assert {after[s]["node"] for s in moved} <= nodes - {victim.details["ray_node"]}
-    print(f"node crash: longest pause {max(result['pauses'].values()):.2f}s")
+    assert dead.at is not None
+    print(f"driver killed and replaced: longest pause {unattended:.2f}s")
+    print(
+        f"node crash: longest pause {max(result['pauses'].values()):.2f}s, "
+        f"Ray declared the node dead after {dead.at - fault_at:.2f}s"
+    )
 
 
-def test_a_host_frozen_for_two_leases_is_replaced_and_trades_nothing_when_it_wakes(tmp_path, cluster):
-    fleet = Fleet(tmp_path, cluster)
+def test_a_host_frozen_for_two_leases_is_replaced_and_trades_nothing_when_it_wakes(
+    tmp_path, cluster, store_uri
+):
+    fleet = Fleet(tmp_path, cluster, store_uri)
     try:
         fleet.wait_all_running()
         victim = fleet.busiest_host()
@@ -243,39 +298,38 @@ def test_a_host_frozen_for_two_leases_is_replaced_and_trades_nothing_when_it_wak
         wait_for(lambda: time.time() > fault_at + 2 * LEASE + 0.5, 30, "two leases frozen")
         cluster.thaw(victim.pid)
         woke_at = time.time()
-        wait_for(
+        # It wakes fenced, learns it lost its leases, and says so in its heartbeat.
+        fleet.wait(
             lambda: any(
-                o.owner == victim.owner and o.heartbeat.timestamp() > woke_at for o in fleet.owners()
+                o.owner == victim.owner and o.heartbeat.timestamp() > woke_at and o.leases == 0
+                for o in fleet.owners()
             ),
             30,
-            "the frozen host renewing again",
+            "the woken host renewing again, holding nothing",
         )
-        time.sleep(1.0)  # where a late order or snapshot of the woken host would show
+        fleet.trade_on(1.0, besides=victim.pid)  # where a late order or snapshot of it would show
         result = fleet.check(fault_at, time.time() - 0.2)
-        back = {o.owner: o for o in fleet.owners()}[victim.owner]
     finally:
         fleet.close()
     _assert_recovered(result, fleet)
     late = [r for sid in ids() for r in fleet.orders(sid) if r["pid"] == victim.pid and r["t"] > fault_at]
     assert late == [], late[:3]
-    assert back.leases == 0  # it holds nothing now: its strategies run elsewhere
     print(f"frozen host: longest pause {max(result['pauses'].values()):.2f}s")
 
 
 def test_a_frozen_raylet_is_declared_dead_but_its_live_host_keeps_its_leases_until_it_is_gone(
-    tmp_path, cluster
+    tmp_path, cluster, store_uri
 ):
-    fleet = Fleet(tmp_path, cluster)
+    fleet = Fleet(tmp_path, cluster, store_uri)
     try:
         fleet.wait_all_running()
         victim = fleet.busiest_host()
         node = cluster.node(victim.details["ray_node"])
         raylet = cluster.raylet(node)
+        dead = LogWatch(fleet.log, "ray-dead")
         cluster.freeze(raylet.pid)
         fault_at = time.time()
-        wait_for(
-            lambda: "ray-dead" in fleet.tail(), 30, "Ray declaring the node dead\n" + fleet.tail(), poll=0.25
-        )
+        fleet.wait(lambda: dead.at, 30, "Ray declaring the node dead")
         # Ray's death notice is no proof: the host still renews, and keeps its strategies.
         wait_for(lambda: time.time() > fault_at + 2 * LEASE, 30, "two leases")
         mine = [r.strategy_id for r in fleet.store.read_status() if r.owner == victim.owner]
@@ -288,16 +342,22 @@ def test_a_frozen_raylet_is_declared_dead_but_its_live_host_keeps_its_leases_unt
         gone_at = time.time()
         assert raylet.wait(timeout=30) is not None  # reaped
         fleet.wait_all_trading(gone_at, besides=victim.pid)
-        time.sleep(1.0)
+        fleet.trade_on(1.0)
         result = fleet.check(fault_at, time.time() - 0.2)
     finally:
         fleet.close()
     _assert_recovered(result, fleet)
-    print(f"frozen raylet: longest pause {max(result['pauses'].values()):.2f}s")
+    assert dead.at is not None
+    print(
+        f"frozen raylet: longest pause {max(result['pauses'].values()):.2f}s, "
+        f"Ray declared the node dead after {dead.at - fault_at:.2f}s"
+    )
 
 
-def test_negative_control_with_the_fence_off_a_woken_host_trades_under_a_lost_lease(tmp_path, cluster):
-    fleet = Fleet(tmp_path, cluster, engine="python", on_lease_loss="keep_running")
+def test_negative_control_with_the_fence_off_a_woken_host_trades_under_a_lost_lease(
+    tmp_path, cluster, store_uri
+):
+    fleet = Fleet(tmp_path, cluster, store_uri, engine="python", on_lease_loss="keep_running")
     try:
         fleet.wait_all_running()
         victim = fleet.busiest_host()
@@ -307,8 +367,16 @@ def test_negative_control_with_the_fence_off_a_woken_host_trades_under_a_lost_le
         fleet.wait_all_trading(fault_at, besides=victim.pid)
         wait_for(lambda: time.time() > fault_at + 2 * LEASE + 0.5, 30, "two leases frozen")
         cluster.thaw(victim.pid)
-        time.sleep(2.0)  # where the woken host's orders show
-        result = fleet.check(fault_at, time.time() - 0.2)
+        woke_at = time.time()
+        # Unfenced, it trades on as soon as it wakes, until it learns it lost its leases.
+        fleet.wait(
+            lambda: any(
+                r["pid"] == victim.pid and r["t"] > woke_at for sid in mine for r in fleet.orders(sid)
+            ),
+            30,
+            "the woken host trading",
+        )
+        result = fleet.check(fault_at, time.time())
     finally:
         fleet.close()
     assert result["violations"], "with the fence off, the woken host should have traded under its lost lease"
