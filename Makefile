@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 SOURCES := pyproject.toml qsm_backtrader/pyproject.toml qsm_vnpy/pyproject.toml
 
-.PHONY: demo test test-ray install install-ray lint bench soak dist clean
+.PHONY: demo test test-ray test-under-load install install-ray lint bench soak dist clean
 
 demo: $(STAMP)
 	$(BIN)/python -m qsm_vnpy.examples.minute_bars bars-002050.csv --days 25 --seed 3
@@ -34,6 +34,14 @@ $(RAY_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[ray]'
 	touch $(RAY_STAMP)
 
+# The suite three times in a row beside two CPU-bound processes (one per core): tests
+# wait on conditions, never on an idle machine.
+test-under-load: $(STAMP)
+	@set -e; hogs=""; \
+	for core in 1 2; do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; \
+	trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
+	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(BIN)/python -m pytest -q -m "not ray"; done
+
 install: $(STAMP)
 
 $(STAMP): $(SOURCES)
@@ -53,7 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 soak: $(STAMP)
-	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --write docs/reliability.md
+	$(BIN)/python -m tests.reliability.soak --kills 30 --outage 30 --flap 120 --write docs/reliability.md
 
 # The three wheels, for `pip install --find-links dist "quant-strategy-manager[all]"`.
 # Stale build/ folders are removed first: setuptools would put deleted files back in.

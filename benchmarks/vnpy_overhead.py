@@ -57,11 +57,15 @@ def plain(csv: Path, bars: int) -> float:
     from vnpy_ctastrategy.engine import CtaEngine
     from vnpy_ctastrategy.strategies.double_ma_strategy import DoubleMaStrategy
 
-    from qsm_vnpy.replay import ReplayGateway
-    from qsm_vnpy.settings import ReplaySettings
+    from qsm_vnpy.bars import read_bars
+    from qsm_vnpy.replay import ReplayGateway, ReplayStream
+    from qsm_vnpy.settings import StreamSettings
 
-    source = ReplayGateway(EventEngine(), "SOURCE")  # only to build the same ticks and history
-    source.load(ReplaySettings(csv=str(csv)), "002050.SZSE", None, "bench")
+    # only to build the same ticks as the replay does
+    rows = read_bars(csv, "Asia/Shanghai")
+    source = ReplayStream(
+        ReplayGateway(EventEngine(), "SOURCE"), "bench", "002050.SZSE", rows, StreamSettings(), ""
+    )
     ticks = [tick for bar in source.bars[:bars] for tick in source._ticks(bar)]
 
     class Minimal(BaseGateway):
@@ -159,7 +163,7 @@ def adapter(csv: Path, workdir: Path, bars: int) -> float:
     if context.join_threads(600):
         raise SystemExit("adapter run did not finish")
     elapsed = time.perf_counter() - started
-    assert engine.gateway.cursor == bars
+    assert engine.stream.cursor == bars
     context.stop_event.set()
     plugin.qsm_stop_engine(engine=engine, context=context)
     return elapsed

@@ -44,7 +44,7 @@ def test_unknown_strategy_parameter_names_the_known_ones(driver):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"feed": {"csv": None}}, r"field 'params.backtrader.feed': needs exactly one of 'csv', 'parquet' or 'factory'"),
+        ({"feed": {"csv": None}}, r"field 'params.backtrader.feed': needs exactly one of 'csv', 'parquet', 'factory' or 'store'"),
         ({"feed": {"csv": "a.csv", "factory": "m:f"}}, r"got \['csv', 'factory'\]"),
         ({"cahs": 5}, r"field 'params.backtrader': extra fields found \(cahs\)"),
         ({"cash": "lots"}, r"field 'params.backtrader.cash': invalid value for type, expected float"),

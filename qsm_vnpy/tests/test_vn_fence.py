@@ -50,7 +50,7 @@ def test_the_fence_going_down_part_way_stops_every_trade_from_then_on(gapped_dri
     oracle = stop_oracles[name]
     cut = 2000
     engine, context = gapped_driver.create(gapped_driver.spec(**settings(name)))
-    context.fence = lambda: engine.gateway.cursor < engine.gateway.start_index + cut
+    context.fence = lambda: engine.stream.cursor < engine.stream.start_index + cut
     plugin.qsm_start_engine(engine=engine, context=context)
     assert not context.join_threads(120)
     final = gapped_driver.snapshot(engine, context)
@@ -66,7 +66,7 @@ def test_the_replay_itself_accepts_and_fills_nothing_while_fenced(gapped_driver)
     from vnpy.trader.object import OrderRequest
 
     engine, context = gapped_driver.hold_at(5)
-    gateway, main = engine.gateway, engine.main
+    gateway, stream, main = engine.gateway, engine.stream, engine.main
     up = {"on": True}
     context.fence = lambda: up["on"]
 
@@ -88,19 +88,19 @@ def test_the_replay_itself_accepts_and_fills_nothing_while_fenced(gapped_driver)
     up["on"] = False
     refused = send(1000.0)
     assert main.get_order(refused).status == Status.REJECTED
-    bar = gateway.bars[gateway.cursor]
-    events.call_on_event_thread(main.event_engine, lambda: gateway._cross(bar))
-    assert gateway.trade_count == 0 and main.get_order(working).status == Status.SUBMITTING
+    bar = stream.bars[stream.cursor]
+    events.call_on_event_thread(main.event_engine, lambda: stream._cross(bar))
+    assert stream.trade_count == 0 and main.get_order(working).status == Status.SUBMITTING
 
     up["on"] = True
-    events.call_on_event_thread(main.event_engine, lambda: gateway._cross(bar))
-    assert gateway.trade_count == 1 and main.get_order(working).status == Status.ALLTRADED
+    events.call_on_event_thread(main.event_engine, lambda: stream._cross(bar))
+    assert stream.trade_count == 1 and main.get_order(working).status == Status.ALLTRADED
     gapped_driver.stop(engine, context)
 
 
 def test_stop_orders_are_not_placed_nor_triggered_while_fenced(gapped_driver):
     engine, context = gapped_driver.hold_at(5)
-    cta, main, gateway = engine.cta, engine.main, engine.gateway
+    cta, main, gateway = engine.cta, engine.main, engine.stream
     strategy = cta.strategies[SID]
     up = {"on": True}
     context.fence = lambda: up["on"]
@@ -111,11 +111,11 @@ def test_stop_orders_are_not_placed_nor_triggered_while_fenced(gapped_driver):
     up["on"] = False
     assert events.call_on_event_thread(main.event_engine, lambda: strategy.buy(bar.low, 1, stop=True)) == []
     orders_before = gateway.order_count
-    events.call_on_event_thread(main.event_engine, lambda: cta.cross_stop_orders(bar))  # the bar reaches it
+    events.call_on_event_thread(main.event_engine, lambda: cta.cross_stop_orders(bar, SID))  # the bar reaches it
     assert list(cta.stop_orders) == placed and gateway.order_count == orders_before
     assert gateway.trade_count == 0
 
     up["on"] = True
-    events.call_on_event_thread(main.event_engine, lambda: cta.cross_stop_orders(bar))
+    events.call_on_event_thread(main.event_engine, lambda: cta.cross_stop_orders(bar, SID))
     assert cta.stop_orders == {} and gateway.trade_count == 1
     gapped_driver.stop(engine, context)

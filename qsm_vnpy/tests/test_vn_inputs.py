@@ -116,8 +116,7 @@ def test_the_operators_gateway_settings_win_over_the_documents(driver, bars_csv)
     doc = document("k", bars_csv)
     doc["params"]["vnpy"]["gateway"]["setting"]["pace"] = 5
     runner = _create(driver, doc, gateways={"REPLAY": {"pace": 1, "size": 10}})
-    assert runner.gateway_setting["pace"] == 1 and runner.gateway_setting["size"] == 10
-    assert runner.replay.pace == 1  # what the replay runs with, not only what connect gets
+    assert runner.plan.stream.pace == 1 and runner.plan.replay.size == 10  # what the replay runs with
 
 
 OPERATOR = {"用户名": "8000123", "密码": "operator-pw", "交易服务器": "tcp://broker.example:41205"}
@@ -144,12 +143,12 @@ def test_a_gateway_connects_with_the_operators_settings_and_the_keys_the_operato
     driver, bars_csv
 ):
     runner = _create(driver, _fake_doc(bars_csv, {}), gateways={"FAKE": OPERATOR})
-    assert runner.gateway_setting == OPERATOR
+    assert runner.plan.setting == OPERATOR
     doc = _fake_doc(bars_csv, {"授权编码": "doc-code", "交易服务器": "tcp://evil.example:1"})
     runner = _create(
         driver, doc, gateways={"FAKE": OPERATOR}, document_keys={"FAKE": ["授权编码", "交易服务器"]}
     )
-    assert runner.gateway_setting == {**OPERATOR, "授权编码": "doc-code"}  # the operator's front still wins
+    assert runner.plan.setting == {**OPERATOR, "授权编码": "doc-code"}  # the operator's front still wins
 
 
 def test_a_gateway_class_must_be_a_base_gateway(driver, bars_csv):

@@ -251,3 +251,35 @@ def test_a_snapshot_of_format_1_does_not_check_open_orders(driver, saved, caplog
     )
     assert engine.cta.strategy_orderid_map[SID] == set() and engine.cta.stop_orders == {}
     driver.stop(engine, context)
+
+
+def test_a_stop_order_id_another_strategy_of_the_account_took_is_put_back_under_a_new_one(
+    driver, saved, caplog
+):
+    """The account's engine gave the snapshot's STOP.1 to another strategy meanwhile:
+    the restored stop order comes back as STOP.2, and the log says so."""
+    from strategy_manager.core.context import Account
+
+    account = Account(
+        "live",
+        "vnpy",
+        {
+            "gateway": "FAKE",
+            "class": "test_vn_live_orders.FakeGateway",
+            "setting": {"open_orders": [["101", "LONG", 1, 19.5]]},
+        },
+    )
+    session = driver.open_session(account)
+    gateway = {"name": "FAKE", "class": "test_vn_live_orders.FakeGateway"}
+    on_account = {"gateway": gateway, "position_wait": 0}
+    other, _ = driver.start(driver.spec("other", vnpy=on_account), session=session, account=account)
+    other_strategy = other.cta.strategies["u:002050.SZ:other"]
+    assert on_event_thread(other, lambda: other_strategy.sell(30.0, 1, stop=True)) == ["STOP.1"]
+    with caplog.at_level(logging.WARNING):
+        engine, _ = driver.start(driver.spec(vnpy=on_account), saved, session=session, account=account)
+    cta = engine.cta
+    assert cta is other.cta
+    assert cta.stop_orders["STOP.1"].strategy_name == "u:002050.SZ:other"
+    assert cta.stop_orders["STOP.2"].strategy_name == SID and cta.stop_orders["STOP.2"].price == 18.25
+    assert cta.strategy_orderid_map[SID] == {"FAKE.101", "STOP.2"}
+    assert "the orders were put back as STOP.1 -> STOP.2" in caplog.text

@@ -95,7 +95,7 @@ def test_stopped_at_a_sessions_end_with_a_stop_order_working_and_restarted(
 def _holding(orchestrator: MultiStrategyOrchestrator, ident: str) -> bool:
     slot = orchestrator.slots.get(ident)
     engine = slot.worker.engine if slot is not None and slot.worker is not None else None
-    return engine is not None and engine.gateway is not None and engine.gateway.holding.is_set()
+    return engine is not None and engine.stream is not None and engine.stream.holding.is_set()
 
 
 def test_a_position_mismatch_halts_the_strategy_and_the_status_shows_both_numbers(tmp_path, bars_csv):

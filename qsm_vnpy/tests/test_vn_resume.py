@@ -164,7 +164,7 @@ def test_the_replayed_bar_after_a_restore_reaches_the_strategy_before_it_trades(
 
     monkeypatch.setattr(DoubleMaStrategy, "on_tick", on_tick)
     engine, context = driver.start(driver.spec(hold_after_bars=601), mid)
-    assert engine.gateway.holding.wait(30)
+    assert engine.stream.holding.wait(30)
     driver.stop(engine, context)
     last = mid["gateway"]["last_bar"]
     # the bar played last before the snapshot comes again, four ticks, while not trading

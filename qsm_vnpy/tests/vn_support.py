@@ -109,8 +109,8 @@ class Backtest:
     working: dict[str, tuple[int, int, float]] = field(default_factory=dict)
 
 
-def backtest(csv_path: Path, strategy_class: type, params: dict[str, Any]) -> Backtest:
-    """``strategy_class`` in vnpy's BacktestingEngine, bar mode, from START to the end."""
+def backtest(csv_path: Path, strategy_class: type, params: dict[str, Any], begin: str = START) -> Backtest:
+    """``strategy_class`` in vnpy's BacktestingEngine, bar mode, from ``begin`` to the end."""
     from vnpy.trader.constant import Exchange, Interval
     from vnpy.trader.object import BarData
     from vnpy_ctastrategy.backtesting import BacktestingEngine
@@ -132,7 +132,7 @@ def backtest(csv_path: Path, strategy_class: type, params: dict[str, Any]) -> Ba
                     volume=float(row["volume"]),
                 )
             )
-    start = datetime.fromisoformat(START).replace(tzinfo=ZONE)
+    start = datetime.fromisoformat(begin).replace(tzinfo=ZONE)
     working: dict[str, tuple[int, int, float]] = {}
 
     class Recording(BacktestingEngine):  # type: ignore[misc]
@@ -226,7 +226,7 @@ class Driver(HookDriver):
         self, bars: int, snapshot: dict[str, Any] | None = None, **spec: Any
     ) -> tuple[Any, EngineContext]:
         engine, context = self.start(self.spec(hold_after_bars=bars, **spec), snapshot)
-        assert engine.gateway.holding.wait(60), f"replay never reached bar {bars}"
+        assert engine.stream.holding.wait(60), f"replay never reached bar {bars}"
         return engine, context
 
 

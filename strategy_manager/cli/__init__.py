@@ -122,7 +122,7 @@ def cli(
 
 
 def _attach() -> None:
-    from strategy_manager.cli import completion, config, engines, examples, run, strategies
+    from strategy_manager.cli import accounts, completion, config, engines, examples, run, strategies
 
     cli.add_command(engines.engines)
     run.register(cli)
@@ -130,6 +130,7 @@ def _attach() -> None:
     strategies.register(cli)
     examples.register(cli)
     completion.register(cli)
+    accounts.register(cli)
 
 
 _attach()

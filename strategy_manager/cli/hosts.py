@@ -1,9 +1,7 @@
 """``hosts``: the orchestrator processes the store knows of, from their heartbeat
-records; and where each strategy runs, for ``status``."""
+records; and how ``status`` shows where each strategy runs."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import attrs
 import click
@@ -11,24 +9,14 @@ import click
 from strategy_manager.cli.app import App, pass_app
 from strategy_manager.cli.output import emit_json, shown_time, table
 from strategy_manager.core.clock import SystemClock
-from strategy_manager.core.store import OwnerRecord, StatusRecord
+from strategy_manager.core.store import OwnerRecord
 
 
-def where(record: StatusRecord, owners: dict[str, OwnerRecord]) -> dict[str, Any]:
-    """The host, pid and Ray node of the process that last wrote ``record``."""
-    owner = owners.get(record.owner or "")
-    if owner is not None:
-        return {"host": owner.host, "pid": owner.pid, "node": owner.details.get("ray_node")}
-    parts = (record.owner or "").rsplit(":", 2)  # host:pid:random, from an owner since forgotten
-    pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-    return {"host": parts[0] if len(parts) == 3 else None, "pid": pid, "node": None}
-
-
-def shown_place(place: dict[str, Any]) -> str:
-    if place["host"] is None:
+def shown_place(host: str | None, pid: int | None, node: str | None) -> str:
+    """Where a strategy runs, for ``status``: host:pid, and the Ray node if any."""
+    if host is None:
         return "-"
-    text = f"{place['host']}:{place['pid']}"
-    return f"{text} node {place['node'][:12]}" if place["node"] else text
+    return f"{host}:{pid} node {node[:12]}" if node else f"{host}:{pid}"
 
 
 def host_state(owner: OwnerRecord, lease_seconds: float, now: float) -> str:

@@ -19,7 +19,7 @@ from typing import IO, Any
 import click
 
 #: States a person should look at, and their colour on a terminal.
-ATTENTION = {"FAILED": "red", "BLOCKED": "yellow", "STALE": "magenta"}
+ATTENTION = {"FAILED": "red", "BLOCKED": "yellow", "STALE": "magenta", "HALTED": "red"}
 
 
 def json_default(value: Any) -> Any:
@@ -65,8 +65,9 @@ def color_enabled(stream: IO[str] | None = None) -> bool:
 def paint_state(state: str, width: int = 0, color: bool = False) -> str:
     """``state`` padded to ``width``, coloured when it needs attention and ``color`` is on."""
     text = state.ljust(width)
-    if color and state in ATTENTION:
-        return click.style(state, fg=ATTENTION[state], bold=True) + text[len(state) :]
+    word = state.split(":")[0].split(" ")[0]  # "FAILED: ...", "STALE (was RUNNING)"
+    if color and word in ATTENTION:
+        return click.style(word, fg=ATTENTION[word], bold=True) + text[len(word) :]
     return text
 
 

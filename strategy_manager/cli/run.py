@@ -96,6 +96,13 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     help="Transitions as text lines, or JSON lines (one object per event, then the summary).",
 )
 @click.option(
+    "--http",
+    "http_listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve the dashboard, the HTTP API and /metrics here (setting http_listen; needs the web extra).",
+)
+@click.option(
     "--executor",
     type=click.Choice(["threads", "ray"]),
     default=None,
@@ -114,12 +121,17 @@ def run(
     events_format: str,
     executor: str | None,
     ray_address: str | None,
+    http_listen: str | None,
 ) -> None:
     """Run the orchestrator: start, pause and stop strategies by their schedule.
 
     Prints each transition as it happens, then a summary: the count of strategies in
     each state and those needing attention ('status' lists them all). -q prints
     neither; --events json prints both as JSON lines.
+
+    With --http (or the setting http_listen) it also serves a live dashboard at /,
+    a JSON API under /api, Prometheus metrics at /metrics and the probes /healthz and
+    /readyz; it binds to 127.0.0.1 unless told otherwise.
     """
     from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 
@@ -130,9 +142,15 @@ def run(
         settings = attrs.evolve(settings, executor=executor)
     if ray_address is not None:
         settings = attrs.evolve(settings, ray_address=ray_address)
+    listen = http_listen or settings.http_listen
     if settings.executor == "ray":
         if clock_kind == "sim":
             raise click.UsageError("--clock sim runs in one process; it needs --executor threads")
+        if listen:
+            raise click.UsageError(
+                "--http serves the orchestrator of this process; with --executor ray the strategies run "
+                "in the hosts, which serve no HTTP: unset http_listen, or use --executor threads"
+            )
         if not settings.ray_address:
             raise click.UsageError(
                 "executor ray needs the cluster's address: --ray-address host:port "
@@ -160,7 +178,22 @@ def run(
     if settings.executor == "ray":
         _run_on_ray(app, settings, store, seconds, show, as_json)
         return
-    orchestrator = MultiStrategyOrchestrator(settings, store, app.registry, clock, on_event=show)
+    web = _web_server(app, settings, listen, clock) if listen else None
+    sink = show
+    if web is not None:
+        from strategy_manager.core.telemetry import TimedStore
+
+        store = TimedStore(store, web.metrics)
+
+        def sink(kind: str, ident: str, detail: str) -> None:
+            show(kind, ident, detail)
+            web.on_event(kind, ident, detail)
+
+    orchestrator = MultiStrategyOrchestrator(
+        settings, store, app.registry, clock, on_event=sink, telemetry=web.metrics if web else None
+    )
+    if web is not None:
+        web.serve(orchestrator, store)
     sim = f" from {start} at x{speed:g}" if clock_kind == "sim" else ""
     if as_json:
         emit_json_line(
@@ -175,6 +208,11 @@ def run(
     elif not app.quiet:
         where = f"store {store.kind} at {store.location}"
         click.echo(f"orchestrator {orchestrator.owner}: {where}; clock {clock_kind}{sim}")
+    if web is not None:
+        if as_json:
+            emit_json_line({"time": clock.now(), "event": "http", "url": web.url})
+        elif not app.quiet:
+            click.echo(f"http: dashboard {web.url}/  api {web.url}/api  metrics {web.url}/metrics")
 
     def on_signal(signum: int, _frame: Any) -> None:
         if orchestrator._stopping.is_set():
@@ -185,7 +223,11 @@ def run(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    orchestrator.run(seconds)
+    try:
+        orchestrator.run(seconds)
+    finally:
+        if web is not None:
+            web.stop()
     workers = orchestrator.list_workers()
     if as_json:
         emit_json_line({"time": clock.now(), "event": "summary", **summarize(workers)})
@@ -234,6 +276,23 @@ def _run_on_ray(app: App, settings: Any, store: Any, seconds: float | None, show
     elif not app.quiet:
         for line in summary_lines(workers, app.color):
             click.echo(line)
+
+
+def _web_server(app: App, settings: Any, listen: str, clock: Clock) -> Any:
+    """The HTTP server, built before the orchestrator (which reports to it)."""
+    try:
+        from strategy_manager.web.server import WebServer
+    except ImportError as exc:
+        raise QsmError(
+            f"--http needs the web extra (pip install 'quant-strategy-manager[web]'): {exc}"
+        ) from None
+    guard = app.guard
+    redactor = guard.redactor if guard is not None else None
+    if redactor is None:
+        from strategy_manager.core.masking import Redactor
+
+        redactor = Redactor.for_settings(settings, app.registry.secret_options())
+    return WebServer(settings, listen, redactor, clock.now)
 
 
 def _exit_despite_leaked_threads(code: int) -> None:
@@ -297,35 +356,48 @@ def summary_lines(workers: list[dict[str, Any]], color: bool = False) -> list[st
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if any strategy is FAILED, BLOCKED or STALE (for monitoring)."
+)
 @pass_app
-def status(app: App, as_json: bool) -> None:
-    """Every strategy's runtime state, as the running orchestrator last wrote it, and
-    where it runs (host:pid, and the Ray node with executor ray).
+def status(app: App, as_json: bool, check: bool) -> None:
+    """Every strategy's runtime state, as its orchestrator last wrote it, and where it
+    runs (HOST: host:pid, and the Ray node with executor ray).
 
-    Times are in the local zone, with their UTC offset.
+    A strategy whose orchestrator has not renewed its heartbeat within lease_seconds
+    (killed, frozen or cut off) shows as STALE, with the state it last reported.
+    HEARTBEAT is the owner's. Times are in the local zone, with their UTC offset.
     """
-    from strategy_manager.cli.hosts import shown_place, where
+    from strategy_manager.core import status as fleet
 
-    store = app.store()
-    records = sorted(store.read_status(), key=lambda r: r.strategy_id)
-    owners = {o.owner: o for o in store.read_owners()} if records else {}
-    places = [where(r, owners) for r in records]
+    views = fleet.current(app.store(), SystemClock().now(), app.settings.lease_seconds)
+    needing = [v for v in views if v.state in fleet.ATTENTION]
     if as_json:
-        emit_json([attrs.asdict(r) | place for r, place in zip(records, places, strict=True)])
-        return
-    if not records:
+        emit_json([v.as_dict() for v in views])
+    elif not views:
         click.echo("no status yet: start the orchestrator with 'strategy-manager run'")
-        return
+    else:
+        _status_table(app, views)
+    if check and needing:
+        if not as_json:
+            click.echo(f"{len(needing)} strategies need attention", err=True)
+        raise SystemExit(1)
+
+
+def _status_table(app: App, views: list[Any]) -> None:
+    from strategy_manager.cli.hosts import shown_place
+
     rows = []
-    for r, place in zip(records, places, strict=True):
+    for v in views:
+        r = v.record
         nxt = (
             f"{r.next_transition} {shown_time(r.next_transition_at)}"
             if r.next_transition and r.next_transition_at
             else "-"
         )
-        rows.append(
-            [r.strategy_id, r.state, r.engine, r.restarts, shown_time(r.heartbeat), nxt, shown_place(place)]
-        )
+        state = f"{v.state} (was {r.state})" if v.stale else v.state
+        place = shown_place(v.host, v.pid, v.node)
+        rows.append([r.strategy_id, state, r.engine, r.restarts, shown_time(v.owner_heartbeat), nxt, place])
     lines = table(
         ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT", "HOST"],
         rows,
@@ -333,10 +405,12 @@ def status(app: App, as_json: bool) -> None:
         paint={1: lambda s, n: paint_state(s, n, app.color)},
     )
     click.echo(lines[0])
-    for r, line in zip(records, lines[1:], strict=True):
+    for v, line in zip(views, lines[1:], strict=True):
         click.echo(line)
-        if r.last_error:
-            click.echo(f"    error: {r.last_error}")
+        if v.stale:
+            click.echo(f"    stale: its orchestrator ({v.record.owner}) stopped renewing; is it gone?")
+        if v.record.last_error:
+            click.echo(f"    error: {v.record.last_error}")
 
 
 @click.command()

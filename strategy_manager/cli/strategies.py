@@ -105,7 +105,18 @@ def strategies() -> None:
 @pass_app
 def list_(app: App, show_all: bool, as_json: bool) -> None:
     """Every strategy, invalid ones too (with the field and the reason)."""
-    rows = [_row(d) for d in app.store().list_strategies()]
+    from strategy_manager.core import status as fleet
+    from strategy_manager.core.clock import SystemClock
+
+    store = app.store()
+    rows = [_row(d) for d in store.list_strategies()]
+    runtime = {
+        v.strategy_id: v for v in fleet.current(store, SystemClock().now(), app.settings.lease_seconds)
+    }
+    for r in rows:
+        view = runtime.get(r["id"])
+        r["state"] = view.state if view is not None else None
+        r["last_error"] = view.record.last_error if view is not None else None
     if not show_all:
         rows = [r for r in rows if r["enabled"] is not False]
     if as_json:
@@ -116,10 +127,14 @@ def list_(app: App, show_all: bool, as_json: bool) -> None:
         return
     cells = []
     for r in rows:
-        status = "ok" if r["valid"] else f"INVALID: {r['error']}"
+        # The document's problem first; else what its orchestrator last reported.
+        status = f"INVALID: {r['error']}" if not r["valid"] else (r["state"] or "not run yet")
+        if r["valid"] and r["state"] in fleet.ATTENTION and r["last_error"]:
+            status += f": {r['last_error']}"
         enabled = {True: "yes", False: "no"}.get(r["enabled"], repr(r["enabled"]))
         cells.append([r["id"], r["engine"], enabled, status])
-    for line in table(["ID", "ENGINE", "ENABLED", "STATUS"], cells):
+    paint = {3: lambda s, n: paint_state(s, n, app.color)}
+    for line in table(["ID", "ENGINE", "ENABLED", "STATUS"], cells, paint=paint):
         click.echo(line)
 
 
@@ -347,7 +362,15 @@ def show(app: App, ident: str, limit: int, as_json: bool) -> None:
     else:
         raise StoreError(f"strategy {ident}: not found")
     history = store.snapshot_history(strategy_id, limit=limit)
-    status = next((r for r in store.read_status() if r.strategy_id == strategy_id), None)
+    from strategy_manager.core import status as fleet
+    from strategy_manager.core.clock import SystemClock
+
+    record = next((r for r in store.read_status() if r.strategy_id == strategy_id), None)
+    judged = fleet.judge(
+        [record] if record else [], store.read_owners(), SystemClock().now(), app.settings.lease_seconds
+    )
+    view = judged[0] if judged else None
+    status = view.record if view else None
     if document is None and not history and status is None:
         raise StoreError(f"strategy {ident}: not found")
     latest = history[0] if history else None
@@ -361,15 +384,16 @@ def show(app: App, ident: str, limit: int, as_json: bool) -> None:
                 "strategy_id": strategy_id,
                 "latest": attrs.asdict(latest) if latest else None,
                 "history": summary,
-                "status": attrs.asdict(status) if status else None,
+                "status": view.as_dict() if view else None,
             }
         )
         return
     click.echo(f"strategy {strategy_id}" + ("" if document is not None else " (document removed)"))
-    if status is not None:
+    if view is not None and status is not None:
+        state = f"{view.state} (was {status.state})" if view.stale else view.state
         click.echo(
-            f"status: {paint_state(status.state, color=app.color)}, owner {status.owner or '-'}, "
-            f"restarts {status.restarts}, heartbeat {shown_time(status.heartbeat)}"
+            f"status: {paint_state(state, color=app.color)}, owner {status.owner or '-'}, "
+            f"restarts {status.restarts}, heartbeat {shown_time(view.owner_heartbeat)}"
         )
     if latest is None:
         click.echo("no snapshot yet")

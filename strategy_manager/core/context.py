@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -37,6 +38,16 @@ def safe_dirname(strategy_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", strategy_id)
 
 
+def strategy_dir(data_dir: str | Path, engine: str, strategy_id: str) -> Path:
+    """``<data_dir>/engines/<engine>/<strategy>``: a strategy's private folder."""
+    return _engine_dir(str(data_dir), engine) / safe_dirname(strategy_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _engine_dir(data_dir: str, engine: str) -> Path:
+    return Path(data_dir) / "engines" / engine
+
+
 class Fence:
     """Whether one engine may still act. Latched: once down, it stays down for that
     engine, even if the lease later comes back (a new engine gets a new fence)."""
@@ -61,6 +72,75 @@ class Fence:
         return self._down
 
 
+@define(frozen=True)
+class Account:
+    """A broker account whose strategies share one session (see the ``accounts`` setting)."""
+
+    name: str
+    #: The engine of its strategies.
+    engine: str
+    #: Its settings but ``engine``: connection settings and credentials, from the
+    #: operator's ``accounts`` setting, or what the adapter derived for a default
+    #: account (``derived``). Never shown unmasked.
+    settings: Mapping[str, Any] = field(factory=dict)
+    #: The adapter named it for documents without ``account`` (``qsm_session_account``).
+    derived: bool = False
+
+
+@define(frozen=True)
+class Member:
+    """Another strategy of the same account, as the core knew it when this one started."""
+
+    spec: StrategySpec
+    #: Its latest stored snapshot (None: it has none, or it could not be read).
+    snapshot: dict[str, Any] | None = None
+
+
+@define
+class SessionContext:
+    """What the core hands the session hooks of one account."""
+
+    account: Account
+    #: A folder private to the account's sessions: ``<data_dir>/engines/<engine>/accounts/<name>``.
+    data_dir: Path
+    classes: ClassLoader = field(factory=lambda: ClassLoader((), ()))
+    clock: Clock = field(factory=SystemClock)
+    #: The engine's section of the ``engine_options`` setting.
+    options: Mapping[str, Any] = field(factory=dict)
+    #: Tell the core how the session is: a problem in one line (a disconnect, a login
+    #: refused), or None once it is well again. Safe from any thread, never blocks.
+    report: Callable[[str | None], None] = field(default=lambda problem: None)
+    #: For ``qsm_close_session``: cancel every open order of the account at the
+    #: broker before disconnecting (the account was halted with ``--cancel-orders``).
+    cancel_orders: bool = False
+    logger: logging.LoggerAdapter = field(init=False)  # type: ignore[type-arg]
+
+    def __attrs_post_init__(self) -> None:
+        self.logger = StrategyLogger(
+            logging.getLogger(f"strategy_manager.engine.{self.account.engine}"),
+            {"strategy_id": f"account {self.account.name}"},
+        )
+
+    def private_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def load_class(
+        self, dotted: str, kind: type[T], trusted: Iterable[str] = (), what: str = "class"
+    ) -> type[T]:
+        """A class the account's settings name, under the same rules as
+        :meth:`EngineContext.load_class`."""
+        try:
+            return self.classes.load(dotted, kind, trusted, what)
+        except ClassRefused as exc:
+            raise ClassRefused(f"account {self.account.name}: {exc}") from None
+
+
+def account_dir(data_dir: str | Path, engine: str, account: str) -> Path:
+    """Where an account's sessions keep their files."""
+    return Path(data_dir) / "engines" / engine / "accounts" / safe_dirname(account)
+
+
 @define
 class EngineContext:
     spec: StrategySpec
@@ -83,6 +163,18 @@ class EngineContext:
     #: The lease epoch this engine runs under: grows with every change of owner, so
     #: it tells apart what two owners of one strategy did (client order ids, logs).
     lease_epoch: int = 0
+    #: The account the strategy trades in, when it has one.
+    account: Account | None = None
+    #: The account's open session (what ``qsm_open_session`` returned), shared with
+    #: every other strategy of the account in this process; None when the strategy
+    #: has none (no account, an engine without sessions, a test): the engine then
+    #: connects by itself.
+    session: Any = None
+    #: Every strategy of the account trading the same symbol that the core knows (this
+    #: one included, and a disabled one: its position is still at the broker), by id,
+    #: with its latest stored snapshot as of this start: what a resume check needs to
+    #: sum the account's position in the symbol.
+    members: Mapping[str, Member] = field(factory=dict)
 
     @classmethod
     def for_spec(
@@ -93,13 +185,21 @@ class EngineContext:
         clock: Clock | None = None,
     ) -> EngineContext:
         """The context the core gives ``spec``'s engine: its private folder under the
-        data directory, the operator's class rules and the engine's options."""
+        data directory, the operator's class rules, the engine's options and the
+        account the document names (without a session)."""
+        definition = settings.accounts.get(spec.account) if spec.account else None
+        account = (
+            Account(spec.account, spec.engine, {k: v for k, v in definition.items() if k != "engine"})
+            if spec.account and definition is not None
+            else None
+        )
         return cls(
             spec=spec,
-            data_dir=Path(settings.data_dir) / "engines" / spec.engine / safe_dirname(spec.id),
+            data_dir=strategy_dir(settings.data_dir, spec.engine, spec.id),
             classes=classes or ClassLoader(settings.import_paths, settings.engine_class_allow),
             clock=clock or SystemClock(),
             options=dict(settings.engine_options.get(spec.engine, {})),
+            account=account,
         )
 
     def __attrs_post_init__(self) -> None:

@@ -60,7 +60,13 @@ class HookPool:
             raise ValueError("a hook pool needs at least one thread")
         self.limit = threads
         self.name = name
-        self._cv = threading.Condition()
+        lock = threading.Lock()
+        #: Workers wait on ``_cv`` for a ready task (woken one per task); the watchdog
+        #: waits on ``_watch_cv`` for an earlier deadline. Both share one lock.
+        self._cv = threading.Condition(lock)
+        self._watch_cv = threading.Condition(lock)
+        #: The deadline the watchdog sleeps until (None: no running task).
+        self._watch_due: float | None = None
         self._ready: deque[Task] = deque()
         #: key -> its tasks in order; the first is running or ready.
         self._keys: dict[Hashable, deque[Task]] = {}
@@ -85,17 +91,29 @@ class HookPool:
         """Run ``fn`` after the earlier tasks of ``key``; fail it with HookTimeout if it
         runs longer than ``timeout`` seconds."""
         task = Task(key, name, fn, timeout, on_timeout)
+        self.submit_tasks([task])
+        return task.future
+
+    def submit_tasks(self, tasks: list[Task]) -> None:
+        """Submit many tasks at once: one lock round and one wake-up call for all of
+        them, instead of a contended round per task."""
         with self._cv:
             if self._closed:
-                task.future.set_exception(RuntimeError(f"{self.name} is shut down"))
-                return task.future
-            queue = self._keys.get(key)
-            if queue is None:
-                self._keys[key] = deque([task])
-                self._make_ready(task)
-            else:
-                queue.append(task)
-        return task.future
+                for task in tasks:
+                    task.future.set_exception(RuntimeError(f"{self.name} is shut down"))
+                return
+            ready = 0
+            for task in tasks:
+                queue = self._keys.get(task.key)
+                if queue is None:
+                    self._keys[task.key] = deque([task])
+                    self._ready.append(task)
+                    ready += 1
+                else:
+                    queue.append(task)
+            if ready:
+                self._spawn_for_ready()
+                self._cv.notify(ready)
 
     def busy(self, key: Hashable) -> bool:
         """True while ``key`` has a task queued or running."""
@@ -121,12 +139,13 @@ class HookPool:
                     task.future.set_exception(RuntimeError(f"{self.name} is shut down"))
             self._ready.clear()
             self._cv.notify_all()
+            self._watch_cv.notify()
 
     # -- inside ------------------------------------------------------------------------
     def _make_ready(self, task: Task) -> None:
         self._ready.append(task)
         self._spawn_for_ready()
-        self._cv.notify_all()
+        self._cv.notify()
 
     def _spawn_for_ready(self) -> None:
         while self._idle < len(self._ready) and len(self._threads) < self.limit:
@@ -159,7 +178,9 @@ class HookPool:
                 self._idle -= 1
                 task.started = time.monotonic()
                 self._running[me] = task
-                self._cv.notify_all()  # the watchdog learns the new deadline
+                due = task.started + task.timeout
+                if self._watch_due is None or due < self._watch_due:
+                    self._watch_cv.notify()  # the watchdog learns of an earlier deadline
             try:
                 result, error = task.fn(), None
             except BaseException as exc:
@@ -197,7 +218,8 @@ class HookPool:
                         next_due = due if next_due is None else min(next_due, due)
                 if self._closed and not self._running:
                     return
-                self._cv.wait(None if next_due is None else max(0.0, next_due - time.monotonic()))
+                self._watch_due = next_due
+                self._watch_cv.wait(None if next_due is None else max(0.0, next_due - time.monotonic()))
 
     def _give_up(self, thread: threading.Thread, task: Task) -> None:
         """Called with the lock held: fail the task, abandon its thread, replace it."""

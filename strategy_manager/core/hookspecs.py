@@ -54,6 +54,19 @@ Other rules for every hook:
   ``HookError`` and ``SnapshotError`` are in :mod:`strategy_manager.core.errors`.
 * Plugins import their engine library lazily, inside the hooks: importing the plugin
   module must be cheap, because ``strategy-manager engines`` imports every plugin.
+
+Accounts and shared sessions (optional). Strategies that trade in one broker
+account can share one connection to it, a *session*, as vnpy runs every CTA
+strategy of an account in one ``MainEngine``. A document names its account
+(``"account": "NAME"``, defined in the ``accounts`` setting), or its engine derives
+a default one (``qsm_session_account``). An engine that declares the capability
+``"sessions"`` implements ``qsm_open_session`` and ``qsm_close_session``: the core
+opens an account's session before the first of its strategies starts, hands it to
+every engine of the account as ``context.session``, and closes it
+``session_grace_seconds`` after the last one stopped (at once on shutdown). The
+session is shared; orders are not: every engine still asks its own strategy's
+``context.lease_valid()`` before each order. Session hooks run on the hook pool,
+one at a time per account, never on the control thread, each with a deadline.
 """
 
 from __future__ import annotations
@@ -63,7 +76,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from strategy_manager.core.context import EngineContext
+    from strategy_manager.core.context import Account, EngineContext, SessionContext
     from strategy_manager.core.spec import StrategySpec
 
 PROJECT = "quant_strategy_manager"
@@ -220,4 +233,82 @@ def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] |
     never interprets it. None means "nothing to save" and keeps the previous one.
 
     Raising keeps the previous snapshot and is reported against the strategy.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_session_account(spec: StrategySpec, context: EngineContext) -> dict[str, Any] | None:
+    """The default account of a document that names none (optional).
+
+    When: once per document version, before its first start, on a hook pool thread
+    (never the control thread); also by ``strategy-manager accounts`` on the command
+    line's thread. Keep it to reading the document and ``context.options``: no
+    connection, no thread.
+
+    Returns None when the strategy shares no session (the engine connects by itself,
+    as before accounts existed), or ``{"name": str, "settings": {...}}``: the
+    account's name (``"vnpy:CTP"``, say) and the settings its session is opened with,
+    as ``qsm_open_session`` reads them from ``account.settings``. Every document of
+    one derived account must derive the same settings; one that differs is BLOCKED,
+    naming the other. An account of that name in the ``accounts`` setting wins over
+    the derived one.
+
+    Raising is reported against the strategy as BLOCKED, like a refused document.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_open_session(account: Account, context: SessionContext) -> Any:
+    """Connect to the broker account that strategies share (capability ``"sessions"``).
+
+    When: before the first strategy of ``account`` starts in this process, and again
+    after a close or a failed open (with backoff); on a hook pool thread, never the
+    control thread, never at the same time as another session hook of the account.
+    It has ``start_timeout`` seconds; past that the session is abandoned, reported
+    against every strategy of the account, and opened anew later.
+
+    Arguments: ``account.settings`` are the account's connection settings (from the
+    operator's ``accounts`` setting, credentials included, or what
+    ``qsm_session_account`` derived); ``context`` gives the class loader, the
+    engine's options, a private folder and ``report``.
+
+    Returns the session: any object, opaque to the core, handed to every engine of
+    the account as ``context.session`` and back to ``qsm_close_session``. Must not
+    return None. A session that loses its connection later reconnects by itself
+    (with backoff) and says so through ``context.report(problem)`` and
+    ``context.report(None)``: the problem shows on every strategy of the account.
+
+    Raising means no session: every strategy of the account waits, showing the error,
+    and the open is retried with backoff; a :class:`~strategy_manager.core.errors.QsmError`
+    such as ``ConfigError`` or ``InvalidStrategy`` (bad account settings) is not
+    retried until the orchestrator restarts.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_close_session(session: Any, account: Account, context: SessionContext) -> None:
+    """Disconnect an account's session.
+
+    When: ``session_grace_seconds`` after the last strategy of the account stopped
+    here (so that a lunch break does not reconnect), at once when the orchestrator
+    shuts down, and at once after the account was halted with ``--cancel-orders``
+    (then ``context.cancel_orders`` is True: cancel every open order of the account
+    at the broker first). Every engine of the account has stopped by then. On a hook
+    pool thread, with ``stop_timeout`` seconds; past that it is abandoned and logged.
+
+    Must leave no thread of the session running. Raising is logged against the
+    account; the core forgets the session anyway.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_snapshot_positions(snapshot: dict[str, Any], spec: StrategySpec) -> dict[str, float] | None:
+    """The net positions a snapshot of this engine holds, by symbol (optional).
+
+    When: ``strategy-manager accounts`` sums them per account and symbol; any thread,
+    never on a running engine. Pure: read the dict, import nothing slow.
+
+    Returns ``{symbol: net quantity}`` (long positive, short negative), using the
+    document's symbols where the engine can, or None when the snapshot holds none.
+    Raising is shown as an unreadable position for that strategy only.
     """

@@ -109,6 +109,10 @@ def _pid_alive(pid: int) -> bool:
     return not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] not in ("Z", "X")
 
 
+#: Leases claimed per store call: a round of thousands goes in chunks, renewals between.
+CLAIM_CHUNK = 250
+
+
 @define(frozen=True)
 class LeaseChange:
     """What the keeper learned, for the orchestrator to act on."""
@@ -153,6 +157,9 @@ class LeaseKeeper:
         #: or release whose answer was lost): the next renewal reads them all back.
         self._uncertain = True
         self._next_claim = 0.0
+        #: The claim round in progress: ids still to try, ids tried (see _claim).
+        self._round: list[str] = []
+        self._tried: set[str] = set()
         self._dead: frozenset[str] = frozenset()
         self.renewals = 0
         self.renewal_failures = 0
@@ -239,10 +246,11 @@ class LeaseKeeper:
                     self._renew()
                 self._release_unwanted()
                 if now >= self._next_claim and self._unheld():
-                    self._next_claim = now + max(self.renew_seconds, self.lease_seconds / 3)
                     self._claim()
             except QsmError as exc:
                 self.renewal_failures += 1
+                self._round, self._tried = [], set()  # the store failed: claim again later
+                self._next_claim = now + self._claim_interval()
                 log.error("leases of %s: %s", self.owner, exc)
             self._notice_expiry()
             wait = next_renew - steady()
@@ -321,7 +329,30 @@ class LeaseKeeper:
         return Lease(strategy_id=sid, owner=self.owner, epoch=epoch, expires_at=self.wall.now())
 
     def _claim(self) -> None:
-        wanted = self._unheld()
+        """Claim the next chunk of the unheld leases. A round tries each of them once,
+        a chunk at a time, with renewals in between: on a slow store, claiming
+        thousands never holds up the renewal of the leases already held."""
+        if not self._round:
+            self._round, self._tried = self._unheld(), set()
+        chunk, self._round = self._round[:CLAIM_CHUNK], self._round[CLAIM_CHUNK:]
+        wanted = [sid for sid in chunk if sid in self._wanted and sid not in self._held]
+        self._tried.update(chunk)
+        if not self._round:
+            self._end_round(steady())
+        if wanted:
+            self._claim_ids(wanted)
+
+    def _end_round(self, now: float) -> None:
+        """Claim again at once if ids came that this round did not try; else after a
+        while (the rest are held elsewhere)."""
+        untried = [sid for sid in self._unheld() if sid not in self._tried]
+        self._round, self._tried = [], set()
+        self._next_claim = 0.0 if untried else now + self._claim_interval()
+
+    def _claim_interval(self) -> float:
+        return max(self.renew_seconds, self.lease_seconds / 3)
+
+    def _claim_ids(self, wanted: list[str]) -> None:
         sent = steady()
         now = self.wall.now()
         try:

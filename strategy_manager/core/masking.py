@@ -12,7 +12,8 @@ logs, errors and JSON, and any server that shows the same data):
   ``<engine>.gateways`` and under the places an engine plugin declares secret
   (``secret_options`` in ``qsm_engine_info``) is masked, as are the credentials of
   any URI and, as a backstop, values under keys that name a secret (``password``,
-  ``pwd``, ``token``, ``密码`` ...).
+  ``pwd``, ``token``, ``密码`` ...). In ``accounts``, every value but each
+  account's ``engine`` is masked: an account's settings are its connection.
 * :class:`Redactor` knows the secret values of the settings and masks them, in any
   of the forms output takes (plain, JSON-escaped, ``repr``, percent-encoded), in
   free text: error messages, status reasons, log lines, tracebacks. It also masks
@@ -77,6 +78,9 @@ SAFE_URI_OPTIONS = frozenset(
         "zlibCompressionLevel",
     )
 )
+
+#: Settings that are secrets as a whole: never shown, and masked in any text.
+SECRET_SETTINGS = ("http_token",)
 
 #: Places in ``engine_options`` (below the engine name) masked for every engine.
 ALWAYS_SECRET: tuple[tuple[str, ...], ...] = (("gateways",),)
@@ -204,6 +208,31 @@ def masked_options(
     return _mask_tree(engine_options, (), secret_rules(declared))  # type: ignore[no-any-return]
 
 
+def masked_accounts(accounts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``accounts`` setting with every value but each account's ``engine`` masked
+    (keys stay, so the shape of an account's settings can be checked)."""
+    return {
+        str(name): {
+            str(key): (item if key == "engine" else _mask_tree(item, ("*", "*"), [("*",)]))
+            for key, item in definition.items()
+        }
+        if isinstance(definition, Mapping)
+        else MASK
+        for name, definition in accounts.items()
+    }
+
+
+def account_secrets(accounts: Mapping[str, Any]) -> list[str]:
+    """Every value of the ``accounts`` setting but the engines' names, for :class:`Redactor`."""
+    found: list[str] = []
+    for definition in accounts.values():
+        if isinstance(definition, Mapping):
+            found += [v for key, item in definition.items() if key != "engine" for v in _leaves(item)]
+        else:
+            found += list(_leaves(definition))
+    return found
+
+
 def settings_view(
     settings: Settings, declared: Mapping[str, Iterable[Sequence[str]]] | None = None
 ) -> dict[str, Any]:
@@ -217,9 +246,20 @@ def settings_view(
             view[f.name] = None if value is None else mask_uri(value)
         elif f.name == "engine_options":
             view[f.name] = masked_options(value, declared)
+        elif f.name == "accounts":
+            view[f.name] = masked_accounts(value)
+        elif f.name in SECRET_SETTINGS:
+            view[f.name] = None if value is None else MASK
         else:
             view[f.name] = _plain(value)
     return view
+
+
+def masked_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A strategy document as it may be shown (by a server, say): a document holds no
+    credential, but as a backstop every value under a key that names a secret is
+    masked, at any depth, and so are the credentials of any URI in it."""
+    return _mask_tree(document, ("document",), ())  # type: ignore[no-any-return]
 
 
 def _plain(value: Any) -> Any:
@@ -290,6 +330,8 @@ class Redactor:
         if settings.mongo_uri:
             secrets += uri_secrets(settings.mongo_uri)
         secrets += _secret_values(settings.engine_options, (), secret_rules(declared))
+        secrets += account_secrets(settings.accounts)
+        secrets += [v for v in (getattr(settings, name, None) for name in SECRET_SETTINGS) if v]
         return cls(secrets)
 
     def text(self, text: str) -> str:

@@ -10,6 +10,7 @@ recorded with the reason, and everything else keeps working.
 from __future__ import annotations
 
 import inspect
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
@@ -25,11 +26,16 @@ from strategy_manager.core.errors import (
     EngineUnavailable,
 )
 from strategy_manager.core.settings import Settings
+from strategy_manager.core.telemetry import NO_TELEMETRY, Telemetry
 
 Status = Literal["ok", "disabled", "broken", "conflict"]
 
 REQUIRED_HOOKS = ("qsm_engine_info", "qsm_create_engine", "qsm_start_engine", "qsm_stop_engine")
-CAPABILITY_HOOKS = {"snapshot": "qsm_snapshot_engine", "restore": "qsm_restore_engine"}
+CAPABILITY_HOOKS = {
+    "snapshot": ("qsm_snapshot_engine",),
+    "restore": ("qsm_restore_engine",),
+    "sessions": ("qsm_open_session", "qsm_close_session"),
+}
 _SPEC_NAMES = {name for name in dir(hookspecs) if name.startswith("qsm_")}
 
 
@@ -69,12 +75,16 @@ class EnginePlugin:
 class EngineHooks:
     """The hooks of one engine, callable without touching any other plugin."""
 
-    def __init__(self, pm: pluggy.PluginManager, entry: EnginePlugin) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, entry: EnginePlugin, telemetry: Telemetry = NO_TELEMETRY
+    ) -> None:
         self.entry = entry
         others = [p for p in pm.get_plugins() if p is not entry.plugin]
         self._pm = pm
         self._others = others
         self._callers: dict[str, Any] = {}
+        #: Told how long each lifecycle hook took (see :mod:`~strategy_manager.core.telemetry`).
+        self.telemetry = telemetry
 
     @property
     def name(self) -> str:
@@ -95,20 +105,62 @@ class EngineHooks:
         if "qsm_validate_engine" in self.entry.hooks:
             self._call("qsm_validate_engine", spec=spec, context=context)
 
+    def _timed(self, name: str, hook: str, **kwargs: Any) -> Any:
+        """A lifecycle hook, its duration and outcome told to the telemetry."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = self._call(hook, **kwargs)
+            ok = True
+            return result
+        finally:
+            self.telemetry.hook_called(self.entry.name, name, time.perf_counter() - started, ok)
+
     def create(self, spec: Any, context: Any) -> Any:
-        return self._call("qsm_create_engine", spec=spec, context=context)
+        return self._timed("create", "qsm_create_engine", spec=spec, context=context)
 
     def restore(self, engine: Any, snapshot: dict[str, Any], context: Any) -> None:
-        self._call("qsm_restore_engine", engine=engine, snapshot=snapshot, context=context)
+        self._timed("restore", "qsm_restore_engine", engine=engine, snapshot=snapshot, context=context)
 
     def start(self, engine: Any, context: Any) -> None:
-        self._call("qsm_start_engine", engine=engine, context=context)
+        self._timed("start", "qsm_start_engine", engine=engine, context=context)
 
     def stop(self, engine: Any, context: Any) -> None:
-        self._call("qsm_stop_engine", engine=engine, context=context)
+        self._timed("stop", "qsm_stop_engine", engine=engine, context=context)
 
     def snapshot(self, engine: Any, context: Any) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self._call("qsm_snapshot_engine", engine=engine, context=context)
+        result: dict[str, Any] | None = self._timed(
+            "snapshot", "qsm_snapshot_engine", engine=engine, context=context
+        )
+        return result
+
+    # -- accounts (optional hooks) ---------------------------------------------------
+    @property
+    def has_sessions(self) -> bool:
+        """The engine opens shared sessions (capability ``sessions``)."""
+        return self.has("sessions")
+
+    @property
+    def derives_accounts(self) -> bool:
+        return "qsm_session_account" in self.entry.hooks
+
+    def session_account(self, spec: Any, context: Any) -> Any:
+        """``qsm_session_account`` if implemented; None otherwise."""
+        if not self.derives_accounts:
+            return None
+        return self._call("qsm_session_account", spec=spec, context=context)
+
+    def open_session(self, account: Any, context: Any) -> Any:
+        return self._timed("open_session", "qsm_open_session", account=account, context=context)
+
+    def close_session(self, session: Any, account: Any, context: Any) -> None:
+        self._timed("close_session", "qsm_close_session", session=session, account=account, context=context)
+
+    def snapshot_positions(self, snapshot: dict[str, Any], spec: Any) -> dict[str, float] | None:
+        """``qsm_snapshot_positions`` if implemented; None otherwise."""
+        if "qsm_snapshot_positions" not in self.entry.hooks:
+            return None
+        result: dict[str, float] | None = self._call("qsm_snapshot_positions", snapshot=snapshot, spec=spec)
         return result
 
 
@@ -119,6 +171,18 @@ class EngineRegistry:
         self.pm.add_hookspecs(hookspecs)
         self._entries: dict[str, list[EnginePlugin]] = defaultdict(list)
         self._hooks: dict[str, EngineHooks] = {}
+        self._telemetry: Telemetry = NO_TELEMETRY
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Told how long every engine's lifecycle hooks take (default: nobody)."""
+        return self._telemetry
+
+    @telemetry.setter
+    def telemetry(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        for hooks in self._hooks.values():
+            hooks.telemetry = telemetry
 
     @classmethod
     def from_entry_points(
@@ -223,9 +287,10 @@ class EngineRegistry:
         if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
             problems.append("qsm_engine_info 'capabilities' must be a list of strings")
             capabilities = []
-        for capability, hook in CAPABILITY_HOOKS.items():
-            if capability in capabilities and hook not in entry.hooks:
-                problems.append(f"claims capability '{capability}' but does not implement {hook}")
+        for capability, hooks in CAPABILITY_HOOKS.items():
+            for hook in hooks:
+                if capability in capabilities and hook not in entry.hooks:
+                    problems.append(f"claims capability '{capability}' but does not implement {hook}")
         entry.version = info.get("version")
         entry.description = str(info.get("description", ""))
         entry.capabilities = list(capabilities)
@@ -269,7 +334,7 @@ class EngineRegistry:
             raise EngineUnavailable(f"engine '{name}' is installed but not enabled by configuration")
         if entry.status == "broken":
             raise EngineUnavailable(f"engine '{name}' is broken: {entry.error}")
-        hooks = EngineHooks(self.pm, entry)
+        hooks = EngineHooks(self.pm, entry, self._telemetry)
         self._hooks[name] = hooks
         return hooks
 

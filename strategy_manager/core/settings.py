@@ -70,6 +70,10 @@ class Settings:
         default="strategy_owners",
         metadata=_meta("QSM_OWNERS_COLLECTION", "one heartbeat record per orchestrator process"),
     )
+    halts_collection: str = field(
+        default="account_halts",
+        metadata=_meta("QSM_HALTS_COLLECTION", "halted accounts (strategy-manager accounts halt)"),
+    )
     data_dir: str = field(
         default=".qsm",
         metadata=_meta(
@@ -187,6 +191,41 @@ class Settings:
     engine_options: Mapping[str, Mapping[str, Any]] = field(
         factory=dict,
         metadata=_meta("QSM_ENGINE_OPTIONS", "per-engine options, JSON object by engine name"),
+    )
+    accounts: Mapping[str, Mapping[str, Any]] = field(
+        factory=dict,
+        metadata=_meta(
+            "QSM_ACCOUNTS",
+            "broker accounts strategies share a session of, JSON object by account name: "
+            '{"engine": ..., connection settings}; every value but engine is masked',
+        ),
+    )
+    session_grace_seconds: float = field(
+        default=7200.0,
+        metadata=_meta(
+            "QSM_SESSION_GRACE_SECONDS",
+            "an account's session stays open this long after its last strategy stopped "
+            "(a lunch break does not reconnect)",
+        ),
+    )
+    http_listen: str | None = field(
+        default=None,
+        metadata=_meta(
+            "QSM_HTTP_LISTEN",
+            "host:port where run serves the HTTP API, dashboard and metrics (needs the web extra); "
+            "unset: no server",
+        ),
+    )
+    http_token: str | None = field(
+        default=None,
+        metadata=_meta(
+            "QSM_HTTP_TOKEN",
+            "bearer token the HTTP API's writes need (and its reads with http_auth_reads); masked everywhere",
+        ),
+    )
+    http_auth_reads: bool = field(
+        default=False,
+        metadata=_meta("QSM_HTTP_AUTH_READS", "the HTTP API's reads and /metrics need the token too"),
     )
     executor: str = field(
         default="threads",
@@ -352,6 +391,7 @@ NUMERIC_RANGES: tuple[tuple[str, float, float], ...] = (
     ("start_timeout", 0, DAY),
     ("snapshot_timeout", 0, 3600),
     ("hook_threads", 1, 1024),
+    ("session_grace_seconds", 0, 7 * DAY),
 )
 POSITIVE = {
     "poll_interval",
@@ -391,6 +431,7 @@ def validate_settings(s: Settings) -> None:
             raise ConfigError(f"setting {name}: must be a number from {low:g} to {high:g}, got {value}")
         if name in POSITIVE and value <= 0:
             raise ConfigError(f"setting {name}: must be positive, got {value}")
+    _validate_accounts(s.accounts)
     if s.backoff_cap < s.backoff_base:
         raise ConfigError(
             f"setting backoff_cap: must be at least backoff_base ({s.backoff_base:g}), got {s.backoff_cap:g}"
@@ -405,6 +446,40 @@ def validate_settings(s: Settings) -> None:
             f"setting lease_margin_seconds: leaves {s.fence_seconds:g}s of lease_seconds, less than two "
             f"renewals ({2 * s.lease_renew_seconds:g}s); lower it or raise lease_seconds"
         )
+
+
+#: The longest account name; names are shown in status lines and logs.
+MAX_ACCOUNT_NAME = 200
+
+
+def valid_account_name(name: Any) -> bool:
+    """A name an account may have: printable text without surrounding blanks."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_ACCOUNT_NAME
+        and name.isprintable()
+        and name.strip() == name
+    )
+
+
+def _validate_accounts(accounts: Mapping[str, Any]) -> None:
+    """ConfigError naming the account unless each is an object naming its engine.
+    Values are never echoed: they hold credentials."""
+    for name, definition in accounts.items():
+        if not valid_account_name(name):
+            raise ConfigError(
+                f"setting accounts: account name {str(name)[:40]!r} must be printable text of at most "
+                f"{MAX_ACCOUNT_NAME} characters without surrounding blanks"
+            )
+        if not isinstance(definition, Mapping):
+            raise ConfigError(
+                f"setting accounts: account {name!r} must be an object (the value is not shown)"
+            )
+        engine = definition.get("engine")
+        if not isinstance(engine, str) or not engine:
+            raise ConfigError(
+                f"setting accounts: account {name!r} needs an 'engine' naming the engine of its strategies"
+            )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -460,6 +535,8 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
     kind = str(_FIELDS[name].type)  # annotations are strings here
     text = isinstance(raw, str)
     try:
+        if kind == "bool":
+            return _coerce_bool(raw, origin)
         if kind in ("int",):
             value = int(raw) if text else raw
             if not isinstance(value, int) or isinstance(value, bool):

@@ -19,6 +19,9 @@ from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy, QsmError
 
+#: A store returns a row it cannot decode as a document holding the reason under
+#: this key (no user document can hold it: keys may not start with '$').
+INVALID = "$invalid"
 MAX_DEPTH = 32
 MAX_DOCUMENT_BYTES = 1_000_000
 MAX_NAME = 200
@@ -54,6 +57,9 @@ class StrategySpec:
     params: dict[str, Any] = field(factory=dict)
     calendar: str | None = None
     schedule: ScheduleOverrides = field(factory=ScheduleOverrides)
+    #: The broker account whose shared session the strategy uses (a name in the
+    #: ``accounts`` setting); None: the engine's default (see its adapter's docs).
+    account: str | None = None
     #: The document's ``_id`` as a string, when it came from a store.
     doc_id: str | None = None
     updated_at: datetime | None = None
@@ -74,6 +80,7 @@ class StrategySpec:
                 self.params,
                 self.calendar,
                 converter.unstructure(self.schedule),
+                *([self.account] if self.account is not None else []),
             ],
             sort_keys=True,
             default=str,
@@ -148,6 +155,8 @@ def parse_strategy(document: Any) -> StrategySpec:
     name = describe(document)
     if not isinstance(document, dict):
         raise InvalidStrategy(f"{name}: expected a JSON object, got {type(document).__name__}")
+    if INVALID in document:
+        raise InvalidStrategy(f"{name}: {document[INVALID]}")
     for key in _REQUIRED:
         if key not in document or document[key] is None:
             raise InvalidStrategy(f"{name}: missing required field '{key}'")
@@ -163,6 +172,18 @@ def parse_strategy(document: Any) -> StrategySpec:
                 f"{name}: field '{key}' must be printable text of at most {MAX_NAME} characters "
                 f"(no control characters), got {_short(value)}"
             )
+    account = document.get("account")
+    if account is not None and not (
+        isinstance(account, str)
+        and account
+        and account.strip() == account
+        and account.isprintable()
+        and len(account) <= MAX_NAME
+    ):
+        raise InvalidStrategy(
+            f"{name}: field 'account' must be the name of an account (printable text of at most "
+            f"{MAX_NAME} characters, no surrounding blanks), got {_short(account)}"
+        )
     _check_plain(document, name, "$", 0)
     size = len(json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace"))
     if size > MAX_DOCUMENT_BYTES:

@@ -16,7 +16,7 @@ types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from strategy_manager.core.context import EngineContext
@@ -25,7 +25,7 @@ from strategy_manager.core.spec import StrategySpec, parse_strategy
 
 if TYPE_CHECKING:
     from strategy_manager.core.classloader import ClassLoader
-    from strategy_manager.core.registry import EngineRegistry
+    from strategy_manager.core.registry import EngineHooks, EngineRegistry
     from strategy_manager.core.settings import Settings
 
 
@@ -34,9 +34,24 @@ def validate_document(
 ) -> StrategySpec:
     """The document's spec, if its engine accepts it; else a one-line QsmError."""
     spec = parse_strategy(document)
+    validate_spec(settings, lambda: registry.resolve(spec.engine), spec, classes)
+    return spec
+
+
+def validate_spec(
+    settings: Settings,
+    hooks: Callable[[], EngineHooks],
+    spec: StrategySpec,
+    classes: ClassLoader | None = None,
+) -> None:
+    """Run the engine's check of ``spec`` (``hooks`` resolves the engine; an engine
+    that cannot be resolved is refused too); a one-line QsmError if it refuses."""
     try:
-        hooks = registry.resolve(spec.engine)
-        hooks.validate(spec, EngineContext.for_spec(settings, spec, classes))
+        if spec.account is not None:
+            from strategy_manager.core.accounts import configured_account
+
+            configured_account(settings, spec.id, spec.account, spec.engine)
+        hooks().validate(spec, EngineContext.for_spec(settings, spec, classes))
     except QsmError as exc:
         message = _one_line(exc)
         if message.startswith(f"{spec.id}: "):
@@ -46,7 +61,6 @@ def validate_document(
         raise HookError(
             f"{spec.id}: engine '{spec.engine}' failed to validate it: {type(exc).__name__}: {_one_line(exc)}"
         ) from None
-    return spec
 
 
 def _one_line(exc: BaseException) -> str:

@@ -47,6 +47,8 @@ class WorkerState(enum.StrEnum):
     DISABLED = "DISABLED"
     #: Another orchestrator holds its lease and runs it.
     STANDBY = "STANDBY"
+    #: Its account is halted (``strategy-manager accounts halt``); never started until resumed.
+    HALTED = "HALTED"
 
 
 class StrategyWorker(ABC):
@@ -163,6 +165,11 @@ class EngineWorker(StrategyWorker):
         self.abandoned = False
         #: The lease epoch the next start runs under (set by the orchestrator).
         self.lease_epoch = 0
+        #: The account, its session and its members the next start runs with (set by
+        #: the orchestrator; see EngineContext).
+        self.account: Any = None
+        self.session: Any = None
+        self.members: Any = {}
         self._lock = threading.RLock()
 
     @property

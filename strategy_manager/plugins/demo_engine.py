@@ -3,6 +3,8 @@
 It needs no trading library, so the quick start runs on a fresh machine. Prices are
 a random walk seeded by the symbol, so every run of one symbol sees the same bars;
 one bar passes every ``bar_seconds`` of clock time (a simulated clock speeds it up).
+The bars of every demo strategy of a process come from one thread per clock (a
+:class:`BarClock`), so ten thousand demo strategies cost one thread, not ten thousand.
 Its state (bar index, cash, position, trades) is snapshotted and restored, so a
 restarted demo strategy continues where it stopped.
 
@@ -18,16 +20,20 @@ a random name), lease epoch and bar, the engine-side record the reliability test
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import os
 import random
 import secrets
 import threading
 import zlib
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from strategy_manager import __version__
+from strategy_manager.core.clock import Clock
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.errors import InvalidStrategy, SnapshotError
 from strategy_manager.core.hookspecs import hookimpl
@@ -125,9 +131,18 @@ class DemoEngine:
         with self._lock:
             return {**self.state, "window": list(self.state["window"])}
 
-    def step(self) -> None:
-        """Process one bar: update the averages and cross into or out of the market."""
+    @property
+    def done(self) -> bool:
+        """True once the engine has run its ``bars`` (never, without ``bars``)."""
+        return self.bars is not None and self.state["bar"] >= self.bars
+
+    def step(self, stop: threading.Event | None = None) -> None:
+        """Process one bar: update the averages and cross into or out of the market.
+        Nothing happens once ``stop`` is set: a snapshot taken after the stop is the
+        state the engine stopped in."""
         with self._lock:
+            if stop is not None and stop.is_set():
+                return
             state = self.state
             window = state["window"]
             previous = window[-1] if window else first_price(self.symbol)
@@ -146,12 +161,96 @@ class DemoEngine:
                     state["trades"] += 1
             state["bar"] += 1
 
-    def run(self, context: EngineContext) -> None:
-        while not context.stop_event.is_set():
-            if self.bars is not None and self.state["bar"] >= self.bars:
-                return
-            self.step()
-            context.clock.wait(context.stop_event, self.bar_seconds)
+
+class BarClock:
+    """Steps the demo engines of one clock on one thread, each when its bar is due.
+
+    An engine is stepped at once when added, then every ``bar_seconds`` of clock time
+    until its context's stop event is set (it is dropped then) or it has run its
+    ``bars`` (its context is told it finished). An engine whose step raises is
+    reported as crashed and dropped; the others go on. The thread ends once it has
+    had nothing to do for a while, and a new one starts with the next engine.
+    """
+
+    #: Real seconds an idle bar clock waits for work before its thread ends.
+    IDLE_SECONDS = 1.0
+    _registry: dict[int, BarClock] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._heap: list[tuple[datetime, int, DemoEngine, EngineContext]] = []
+        self._serial = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._retired = False
+
+    @classmethod
+    def add(cls, engine: DemoEngine, context: EngineContext) -> None:
+        """Step ``engine`` on the bar clock of ``context.clock``, from now on."""
+        with cls._registry_lock:
+            bars = cls._registry.get(id(context.clock))
+            if bars is None or bars.clock is not context.clock:
+                bars = cls._registry[id(context.clock)] = cls(context.clock)
+            bars._schedule(engine, context, context.clock.now())
+
+    def _schedule(self, engine: DemoEngine, context: EngineContext, due: datetime) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (due, next(self._serial), engine, context))
+            self._wake.set()
+            self._cond.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qsm-demo-bars", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._heap:
+                    self._cond.wait(self.IDLE_SECONDS)
+                    idle = not self._heap
+                else:
+                    idle = False
+                    self._wake.clear()  # an engine added from now on wakes the wait below
+                    due = self._heap[0][0]
+            if idle:
+                if self._retire():
+                    return
+                continue
+            now = self.clock.now()
+            if due > now:
+                self.clock.wait(self._wake, (due - now).total_seconds())
+                continue
+            with self._cond:  # the earliest entry, which an add may have changed meanwhile
+                _due, _serial, engine, context = heapq.heappop(self._heap)
+            self._bar(engine, context)
+
+    def _retire(self) -> bool:
+        """Leave the registry if still idle (locks taken in the order ``add`` takes them)."""
+        with BarClock._registry_lock, self._cond:
+            if self._heap:
+                return False
+            if BarClock._registry.get(id(self.clock)) is self:
+                del BarClock._registry[id(self.clock)]
+            self._thread = None
+            return True
+
+    def _bar(self, engine: DemoEngine, context: EngineContext) -> None:
+        stop = context.stop_event
+        if stop.is_set():
+            return
+        if engine.done:
+            context.on_finish()
+            return
+        try:
+            engine.step(stop)
+        except Exception as exc:
+            if not stop.is_set():
+                context.logger.exception("bar %s failed", engine.state.get("bar"))
+                context.on_crash(exc)
+            return
+        self._schedule(engine, context, self.clock.now() + timedelta(seconds=engine.bar_seconds))
 
 
 @hookimpl
@@ -181,14 +280,21 @@ def qsm_restore_engine(engine: DemoEngine, snapshot: dict[str, Any], context: En
 
 @hookimpl
 def qsm_start_engine(engine: DemoEngine, context: EngineContext) -> None:
-    context.spawn(lambda: engine.run(context), name="bars")
+    BarClock.add(engine, context)
 
 
 @hookimpl
 def qsm_stop_engine(engine: DemoEngine, context: EngineContext) -> None:
-    """The bar thread watches ``context.stop_event``; the core joins it."""
+    """The bar clock drops the engine once ``context.stop_event`` is set (the core
+    sets it before this hook), and steps it no more."""
 
 
 @hookimpl
 def qsm_snapshot_engine(engine: DemoEngine, context: EngineContext) -> dict[str, Any]:
     return engine.snapshot()
+
+
+@hookimpl
+def qsm_snapshot_positions(snapshot: dict[str, Any], spec: StrategySpec) -> dict[str, float] | None:
+    position = snapshot.get("position")
+    return {spec.symbol: float(position)} if isinstance(position, int | float) else None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from strategy_manager.core.classloader import ClassLoader
-from strategy_manager.core.context import EngineContext
+from strategy_manager.core.context import Account, EngineContext, SessionContext, account_dir
 from strategy_manager.core.errors import QsmError
 from strategy_manager.core.registry import EngineHooks, EngineRegistry
 from strategy_manager.core.settings import Settings
@@ -53,6 +53,20 @@ class EngineConformance:
     def settings(self, tmp_path: Path) -> Settings:
         return Settings(data_dir=str(tmp_path / "data"), engine_class_allow=self.class_allow)
 
+    def account(self, tmp_path: Path) -> dict[str, Any]:
+        """For an engine that declares ``sessions``: one account of the ``accounts``
+        setting (``{"engine": ..., connection settings}``) the session checks open."""
+        raise NotImplementedError(
+            f"engine {self.engine!r} declares 'sessions': return the settings of an account from account()"
+        )
+
+    def account_documents(self, tmp_path: Path, name: str) -> list[dict[str, Any]]:
+        """Three documents of account ``name``; by default the sample under three keys.
+        Override it when a document on an account differs (its connection settings
+        belong to the account)."""
+        base = self.strategy_document(tmp_path)
+        return [{**base, "strategy_key": f"{base['strategy_key']}-{i}", "account": name} for i in range(3)]
+
     # -- helpers --------------------------------------------------------------------
     def registry(self, tmp_path: Path) -> EngineRegistry:
         return EngineRegistry.from_entry_points(self.settings(tmp_path))
@@ -84,6 +98,24 @@ class EngineConformance:
             stop_timeout=self.stop_seconds,
         )
         return worker, saved
+
+    def session_context(self, tmp_path: Path, account: Account, problems: list[Any]) -> SessionContext:
+        settings = self.settings(tmp_path)
+        return SessionContext(
+            account=account,
+            data_dir=account_dir(settings.data_dir, self.engine, account.name),
+            classes=ClassLoader(settings.import_paths, settings.engine_class_allow),
+            options=dict(settings.engine_options.get(self.engine, {})),
+            report=problems.append,
+        )
+
+    def kit_account(self, tmp_path: Path) -> Account:
+        hooks = self.hooks(tmp_path)
+        if not hooks.has("sessions"):
+            pytest.skip(f"engine {self.engine!r} declares no 'sessions' capability")
+        definition = self.account(tmp_path)
+        assert definition.get("engine") == self.engine, "account() must name your engine as its 'engine'"
+        return Account("kit-account", self.engine, {k: v for k, v in definition.items() if k != "engine"})
 
     def timed_stop(self, worker: EngineWorker) -> float:
         t0 = time.monotonic()
@@ -247,6 +279,105 @@ class EngineConformance:
         worker.stop()
         assert worker.error is None, f"stop reported: {worker.error}"
         _assert_no_threads_left(before, self.stop_seconds)
+
+    # -- shared sessions (engines that declare "sessions") ------------------------------
+    def test_a_session_opens_and_closes_off_the_callers_thread_in_time(self, tmp_path: Path) -> None:
+        account = self.kit_account(tmp_path)
+        hooks = self.hooks(tmp_path)
+        problems: list[Any] = []
+        context = self.session_context(tmp_path, account, problems)
+        before = set(threading.enumerate())
+        session = _on_a_thread(lambda: hooks.open_session(account, context), self.start_seconds, "open")
+        assert session is not None, "qsm_open_session returned None: return the session object"
+        _on_a_thread(lambda: hooks.close_session(session, account, context), self.stop_seconds, "close")
+        _assert_no_threads_left(before, self.stop_seconds)
+
+    def test_the_strategies_of_an_account_share_its_session(self, tmp_path: Path) -> None:
+        account = self.kit_account(tmp_path)
+        hooks = self.hooks(tmp_path)
+        context = self.session_context(tmp_path, account, [])
+        before = set(threading.enumerate())
+        session = _on_a_thread(lambda: hooks.open_session(account, context), self.start_seconds, "open")
+        documents = self.account_documents(tmp_path, account.name)
+        assert len(documents) >= 3, "account_documents() must return three documents of the account"
+        specs = [parse_strategy(d) for d in documents[:3]]
+        workers = [self._member(tmp_path, hooks, spec, account, session) for spec in specs]
+        try:
+            for worker in workers[:2]:
+                worker.start()
+                assert worker.state is WorkerState.RUNNING, f"{worker.id} in the session is {worker.state}"
+            time.sleep(self.run_seconds)
+            workers[0].stop()
+            assert workers[0].error is None, f"stop reported: {workers[0].error}"
+            assert workers[1].state is WorkerState.RUNNING and workers[1].error is None, (
+                "stopping one strategy of an account disturbed another: the session is shared, its "
+                f"engines are not ({workers[1].error})"
+            )
+            try:
+                workers[2].start()
+            except QsmError as exc:
+                pytest.fail(
+                    f"a strategy could not start in the session after another of the account stopped "
+                    f"({exc}): a stop hook must leave the account's session open (the core closes it)"
+                )
+            assert workers[2].state is WorkerState.RUNNING
+        finally:
+            for worker in workers:
+                worker.stop(save_state=False)
+            _on_a_thread(lambda: hooks.close_session(session, account, context), self.stop_seconds, "close")
+        _assert_no_threads_left(before, self.stop_seconds)
+
+    def _member(
+        self, tmp_path: Path, hooks: EngineHooks, spec: StrategySpec, account: Account, session: Any
+    ) -> EngineWorker:
+        settings = self.settings(tmp_path)
+
+        def make_context() -> EngineContext:
+            return EngineContext(
+                spec=spec,
+                data_dir=tmp_path / "engines" / spec.strategy_key,
+                classes=ClassLoader(settings.import_paths, settings.engine_class_allow),
+                options=dict(settings.engine_options.get(self.engine, {})),
+                account=account,
+                session=session,
+            )
+
+        return EngineWorker(spec, hooks, make_context, stop_timeout=self.stop_seconds)
+
+    def test_positions_of_a_snapshot_are_numbers_by_symbol(self, tmp_path: Path) -> None:
+        hooks = self.hooks(tmp_path)
+        if "qsm_snapshot_positions" not in hooks.entry.hooks:
+            pytest.skip(f"engine {self.engine!r} does not implement qsm_snapshot_positions")
+        worker, saved = self.worker(tmp_path)
+        worker.start()
+        time.sleep(self.run_seconds)
+        worker.stop()
+        assert saved, "stopping a running engine saved no snapshot"
+        positions = hooks.snapshot_positions(json_roundtrip(saved[-1]), worker.spec)
+        assert positions is None or (
+            isinstance(positions, dict)
+            and all(isinstance(k, str) and isinstance(v, int | float) for k, v in positions.items())
+        ), f"qsm_snapshot_positions must return {{symbol: number}} or None, not {positions!r}"
+
+
+def _on_a_thread(call: Any, seconds: float, what: str) -> Any:
+    """Run ``call`` on another thread (as the core's hook pool does) within ``seconds``."""
+    outcome: list[Any] = []
+
+    def body() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=body, name=f"kit-{what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"qsm_{what}_session did not return within {seconds}s (the core gives up on it)"
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _quietly(call: Any) -> None:

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from strategy_manager.core.classloader import ClassLoader
-from strategy_manager.core.context import EngineContext
+from strategy_manager.core.context import Account, EngineContext, Member, SessionContext, account_dir
 from strategy_manager.core.spec import StrategySpec
 from strategy_manager.core.store.protocol import Snapshot, Store
 from strategy_manager.core.worker import WIND_DOWN_SECONDS
@@ -27,6 +27,11 @@ class HookDriver:
     worker does, and keeps the engines it made so :meth:`close` stops them all.
 
     Snapshots go through :func:`json_roundtrip` both ways, as through a store.
+
+    Accounts: :meth:`open_session` opens an account's session as the core does;
+    give it to :meth:`create` or :meth:`start` (``session=``, ``account=``,
+    ``members=``) to run strategies in it, and :meth:`close` closes it after their
+    engines.
     """
 
     def __init__(self, plugin: ModuleType, data_dir: Path, class_allow: Iterable[str] = ()) -> None:
@@ -35,16 +40,69 @@ class HookDriver:
         #: The operator's rules: ``class_allow`` plays ``engine_class_allow``.
         self.classes = ClassLoader((), list(class_allow))
         self.engines: list[tuple[Any, EngineContext]] = []
+        self.sessions: list[tuple[Any, Account]] = []
+        #: What sessions reported through ``context.report``, in order.
+        self.reports: list[tuple[str, str | None]] = []
 
-    def context(self, spec: StrategySpec, **options: Any) -> EngineContext:
+    def context(
+        self,
+        spec: StrategySpec,
+        session: Any = None,
+        account: Account | None = None,
+        members: dict[str, Member] | None = None,
+        **options: Any,
+    ) -> EngineContext:
         return EngineContext(
-            spec=spec, data_dir=self.data_dir / spec.strategy_key, classes=self.classes, options=options
+            spec=spec,
+            data_dir=self.data_dir / spec.strategy_key,
+            classes=self.classes,
+            options=options,
+            account=account,
+            session=session,
+            members=members or {},
         )
 
+    def session_context(
+        self, account: Account, cancel_orders: bool = False, **options: Any
+    ) -> SessionContext:
+        return SessionContext(
+            account=account,
+            data_dir=account_dir(self.data_dir.parent.parent, account.engine, account.name),
+            classes=self.classes,
+            options=options,
+            report=lambda problem: self.reports.append((account.name, problem)),
+            cancel_orders=cancel_orders,
+        )
+
+    def open_session(self, account: Account, **options: Any) -> Any:
+        """The account's session, as the core opens it (``qsm_open_session``)."""
+        session = self.plugin.qsm_open_session(
+            account=account, context=self.session_context(account, **options)
+        )
+        assert session is not None, "qsm_open_session returned None"
+        self.sessions.append((session, account))
+        return session
+
+    def close_session(self, session: Any, cancel_orders: bool = False, **options: Any) -> None:
+        """Close a session :meth:`open_session` opened (``qsm_close_session``)."""
+        for index, (opened, account) in enumerate(self.sessions):
+            if opened is session:
+                del self.sessions[index]
+                context = self.session_context(account, cancel_orders, **options)
+                self.plugin.qsm_close_session(session=session, account=account, context=context)
+                return
+        raise AssertionError("not a session this driver opened")
+
     def create(
-        self, spec: StrategySpec, snapshot: dict[str, Any] | None = None, **options: Any
+        self,
+        spec: StrategySpec,
+        snapshot: dict[str, Any] | None = None,
+        session: Any = None,
+        account: Account | None = None,
+        members: dict[str, Member] | None = None,
+        **options: Any,
     ) -> tuple[Any, EngineContext]:
-        context = self.context(spec, **options)
+        context = self.context(spec, session, account, members, **options)
         engine = self.plugin.qsm_create_engine(spec=spec, context=context)
         self.engines.append((engine, context))
         if snapshot is not None:
@@ -52,9 +110,15 @@ class HookDriver:
         return engine, context
 
     def start(
-        self, spec: StrategySpec, snapshot: dict[str, Any] | None = None, **options: Any
+        self,
+        spec: StrategySpec,
+        snapshot: dict[str, Any] | None = None,
+        session: Any = None,
+        account: Account | None = None,
+        members: dict[str, Member] | None = None,
+        **options: Any,
     ) -> tuple[Any, EngineContext]:
-        engine, context = self.create(spec, snapshot, **options)
+        engine, context = self.create(spec, snapshot, session, account, members, **options)
         self.plugin.qsm_start_engine(engine=engine, context=context)
         return engine, context
 
@@ -81,11 +145,13 @@ class HookDriver:
         return state
 
     def close(self) -> None:
-        """Stop every engine this driver made (a test's teardown)."""
+        """Stop every engine this driver made, then close its sessions (a test's teardown)."""
         for engine, context in self.engines:
             context.stop_event.set()
             self.plugin.qsm_stop_engine(engine=engine, context=context)
             context.join_threads(5)
+        for session, _account in list(self.sessions):
+            self.close_session(session)
 
 
 def wait_for_snapshot(

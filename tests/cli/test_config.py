@@ -154,3 +154,27 @@ def test_a_wrongly_typed_value_names_its_origin(config_dir):
     result = CliRunner().invoke(cli, ["config"])
     assert result.exit_code == 2
     assert "production.json: key 'poll_interval'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_accounts_come_from_the_environment_and_only_their_engines_are_shown(config_dir):
+    accounts = {"ctp-main": {"engine": "vnpy", "gateway": "CTP", "setting": {"密码": "ctp-pass-77"}}}
+    env = {"QSM_ACCOUNTS": json.dumps(accounts)}
+    result = invoke("config", "--show", env=env)
+    assert result.exit_code == 0 and "ctp-pass-77" not in result.output
+    shown = report(env=env)["settings"]["accounts"]
+    assert shown["value"] == {"ctp-main": {"engine": "vnpy", "gateway": "***", "setting": {"密码": "***"}}}
+    assert shown["source"] == "env" and shown["variable"] == "QSM_ACCOUNTS"
+
+
+@pytest.mark.parametrize(
+    ("accounts", "message"),
+    [
+        ({"a": {"gateway": "CTP"}}, "account 'a' needs an 'engine'"),
+        ({"a": "CTP"}, "account 'a' must be an object (the value is not shown)"),
+        ({" a": {"engine": "vnpy"}}, "account name ' a' must be printable text"),
+    ],
+)
+def test_a_malformed_account_is_one_line_naming_it(config_dir, accounts, message):
+    (config_dir / "production.json").write_text(json.dumps({"accounts": accounts}))
+    result = invoke("config")
+    assert result.exit_code == 2 and message in result.output and "CTP" not in result.output

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from strategy_manager.cli import cli
 from strategy_manager.cli.run import SUMMARY_ATTENTION_LINES, summary_lines
 from strategy_manager.core.settings import Settings
-from strategy_manager.core.store import SnapshotWrite, StatusRecord, open_store
+from strategy_manager.core.store import OwnerRecord, SnapshotWrite, StatusRecord, open_store
 from tests.cli.terminal import run_on_terminal
 from tests.conftest import run_cli
 
@@ -83,8 +83,9 @@ def test_json_times_are_iso_with_t_and_people_see_zoned_times():
     s.upsert_strategy(DOC)
     taken = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)
     s.save_snapshots([SnapshotWrite(ID, "demo", {"bar": 1}, taken)])
+    s.write_owner(OwnerRecord(owner="host:1:ab", host="host", pid=1, heartbeat=datetime.now(UTC)))
     s.write_status(
-        [StatusRecord(ID, "RUNNING", engine="demo", heartbeat=taken, next_transition="stop",
+        [StatusRecord(ID, "RUNNING", engine="demo", owner="host:1:ab", heartbeat=taken, next_transition="stop",
                       next_transition_at=datetime(2026, 11, 24, 7, 5, tzinfo=UTC))]
     )  # fmt: skip
     (record,) = json.loads(ok("status", "--json"))
@@ -224,7 +225,8 @@ def test_tables_stay_aligned_for_long_ids():
     starts = {line.index("demo") for line in lines[1:]}
     assert len(starts) == 1 and lines[0].index("ENGINE") in starts, lines
     ids = [long_id := "a-very-long-user-name-from-a-big-desk:IF2512.CFFEX:" + "x" * 40, ID]
-    s.write_status([StatusRecord(i, "RUNNING", engine="demo") for i in ids])
+    s.write_owner(OwnerRecord(owner="host:1:ab", host="host", pid=1, heartbeat=datetime.now(UTC)))
+    s.write_status([StatusRecord(i, "RUNNING", engine="demo", owner="host:1:ab") for i in ids])
     rows = ok("status").splitlines()
     assert {row.index("RUNNING") for row in rows[1:]} == {rows[0].index("STATE")}
     assert rows[1].startswith(long_id + "  ")
@@ -249,10 +251,15 @@ def test_remove_asks_on_a_terminal_unless_yes():
 # -- verbosity and logs -----------------------------------------------------------------
 
 
+#: A simulated clock stands still while the orchestrator claims and starts, so a
+#: short run holds its events whatever the machine's load.
+SIM = ("--clock", "sim", "--start", "2026-11-24T10:00+08:00", "--speed", "60")
+
+
 def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_path):
     store().upsert_strategy({**DOC, "schedule": {"mode": "always"}})
     log = tmp_path / "logs" / "qsm.jsonl"
-    out = run_cli("-v", "--log-format", "json", "--log-file", str(log), "run", "--for", "1s", "--poll-interval", "0.1")
+    out = run_cli("-v", "--log-format", "json", "--log-file", str(log), "run", *SIM, "--for", "1m", "--poll-interval", "0.1")
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""  # everything went to the file
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -265,10 +272,10 @@ def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_pa
     store().upsert_strategy({**DOC, "strategy_key": "bad", "engine": "python", "schedule": {"mode": "always"},
                              "engine_class": "tests.core.user_engines.Unserializable", "params": {}})  # fmt: skip
     env = {"QSM_ENGINE_CLASS_ALLOW": "tests.core.user_engines"}
-    default = run_cli("run", "--for", "1s", "--poll-interval", "0.1", env=env)
+    default = run_cli("run", *SIM, "--for", "1m", "--poll-interval", "0.1", env=env)
     assert " ERROR " in default.stderr and " INFO " not in default.stderr
     assert "summary: 2 strategies" in default.stdout
-    quiet = run_cli("-q", "run", "--for", "1s", "--poll-interval", "0.1", env=env)
+    quiet = run_cli("-q", "run", *SIM, "--for", "1m", "--poll-interval", "0.1", env=env)
     assert quiet.returncode == 0 and quiet.stdout == ""  # no events, no summary
     assert " ERROR " in quiet.stderr and " INFO " not in quiet.stderr
     assert run_cli("run", "-q", "--for", "0s", env=env).stdout == ""
@@ -276,7 +283,7 @@ def test_verbose_json_logs_go_to_the_log_file_and_quiet_keeps_only_errors(tmp_pa
 
 def test_run_events_as_json_lines():
     store().upsert_strategy({**DOC, "schedule": {"mode": "always"}})
-    out = run_cli("run", "--for", "1s", "--poll-interval", "0.1", "--events", "json")
+    out = run_cli("run", *SIM, "--for", "1m", "--poll-interval", "0.1", "--events", "json")
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[0]["event"] == "begin" and events[-1]["event"] == "summary"

@@ -94,10 +94,32 @@ def test_the_vnpy_example_imports_and_trades_from_an_empty_folder(tmp_path):
         cwd=folder, check=True, capture_output=True,
     )  # fmt: skip
     assert run_cli("examples", "import", "vnpy", cwd=folder).returncode == 0
-    out = run_cli("run", "--for", "6s", "--poll-interval", "0.1", cwd=folder, timeout=120)
+    # A simulated clock stands still while the engines start, however slow the machine.
+    sim = ("--clock", "sim", "--start", "2026-11-24T10:00+08:00", "--speed", "60")
+    out = run_cli("run", *sim, "--for", "6m", "--poll-interval", "0.1", cwd=folder, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "started   demo:002050.SZ:double_ma  fresh" in out.stdout
     assert "started   demo:002050.SZ:breakout  fresh" in out.stdout
     assert "summary: 2 strategies; 2 STOPPED" in out.stdout, out.stdout
     store = open_store(Settings(data_dir=os.environ["QSM_DATA_DIR"]))
     assert store.latest_snapshot("demo:002050.SZ:breakout").state["bars_seen"] > 0
+
+
+def test_the_vnpy_accounts_example_runs_two_accounts_with_one_session_each(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    made = subprocess.run(
+        [sys.executable, "-m", "qsm_vnpy.examples.paper_accounts", "--days", "12"],
+        cwd=folder, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "wrote config/production.json with the accounts paper-a and paper-b" in made.stdout
+    env = {"QSM_CONFIG_DIR": str(folder / "config")}
+    assert run_cli("examples", "import", "vnpy-accounts", cwd=folder, env=env).returncode == 0
+    out = run_cli("run", "--for", "6s", "--poll-interval", "0.1", cwd=folder, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    opened = [line.split()[4] for line in out.stdout.splitlines() if line.endswith("session opened")]
+    assert sorted(opened) == ["paper-a", "paper-b"]  # one session each, five strategies
+    assert "summary: 5 strategies; 5 STOPPED" in out.stdout, out.stdout
+    listed = {a["account"]: a for a in json.loads(run_cli("accounts", "--json", cwd=folder, env=env).stdout)}
+    assert [len(listed[n]["strategies"]) for n in ("paper-a", "paper-b")] == [3, 2]
+    assert all(s["positions"] is not None for n in listed for s in listed[n]["strategies"])

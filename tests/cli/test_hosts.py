@@ -60,11 +60,11 @@ def test_hosts_lists_processes_by_heartbeat_alive_silent_and_with_all_stopped():
 def test_status_shows_where_each_strategy_runs():
     _fill()
     rows = {r["strategy_id"]: r for r in json.loads(run_cli("status", "--json").stdout)}
-    assert {s: (r["host"], r["pid"], r["node"]) for s, r in rows.items()} == {
-        "u:A:k": ("n1", 101, NODE),
-        "u:B:k": ("n2", 202, None),
-        "u:C:k": ("gone", 404, None),  # its record is gone: read from the owner id
-        "u:D:k": (None, None, None),
+    assert {s: (r["host"], r["pid"], r["node"], r["state"]) for s, r in rows.items()} == {
+        "u:A:k": ("n1", 101, NODE, "RUNNING"),
+        "u:B:k": ("n2", 202, None, "STALE"),
+        "u:C:k": (None, None, None, "STOPPED"),  # its owner left no record
+        "u:D:k": (None, None, None, "STALE"),
     }
     table = {line.split()[0]: line for line in run_cli("status").stdout.splitlines()[1:] if line.strip()}
     assert table["u:A:k"].rstrip().endswith(f"n1:101 node {NODE[:12]}")

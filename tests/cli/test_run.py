@@ -11,7 +11,7 @@ import time
 
 from strategy_manager.core.settings import Settings
 from strategy_manager.core.store import open_store
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 
 def seed(*documents):
@@ -94,13 +94,11 @@ def test_sigterm_stops_gracefully_and_a_second_signal_forces_exit(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
         store = open_store(Settings(data_dir=os.environ["QSM_DATA_DIR"]))
-        while time.monotonic() < deadline and not any(r.state == "RUNNING" for r in store.read_status()):
-            time.sleep(0.05)
+        wait_for(lambda: any(r.state == "RUNNING" for r in store.read_status()), 30, "the hanging engine running")
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
-        assert proc.poll() is None  # still waiting for the hung engine
+        assert proc.poll() is None, proc.communicate()  # still waiting for the hung engine
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)

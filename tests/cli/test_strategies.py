@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from strategy_manager.cli import cli
 from strategy_manager.cli.output import shown_time
 from strategy_manager.core.settings import load_settings
-from strategy_manager.core.store import SnapshotWrite, StatusRecord, open_store
+from strategy_manager.core.store import OwnerRecord, SnapshotWrite, StatusRecord, open_store
 from tests.wire_server import mongoeco_uri  # noqa: F401  (a fixture)
 
 
@@ -209,7 +209,7 @@ def test_list_shows_invalid_documents_with_field_and_reason(store):
         "int",
         "5",
     ]
-    assert lines[2].split() == ["u1:600000.SH:ma", "demo", "yes", "ok"]
+    assert lines[2].split() == ["u1:600000.SH:ma", "demo", "yes", "not", "run", "yet"]
     assert len(lines) == 3  # the disabled one is hidden
     rows = json.loads(ok("strategies", "list", "--all", "--json"))
     assert [(r["id"], r["valid"], r["enabled"]) for r in rows] == [
@@ -348,12 +348,14 @@ def test_state_show_prints_latest_snapshot_history_and_status(store):
                 )
             ]
         )
-    store.write_status([StatusRecord(sid, "RUNNING", engine="demo", owner="host:1", restarts=1)])
+    beat = datetime.now(UTC)
+    store.write_owner(OwnerRecord(owner="host:1:ab", host="host", pid=1, heartbeat=beat))
+    store.write_status([StatusRecord(sid, "RUNNING", engine="demo", owner="host:1:ab", restarts=1)])
     out = ok("state", "show", sid)
     taken = shown_time(datetime(2026, 11, 24, 1, 32, tzinfo=UTC))  # local time, with its offset
     assert f"latest snapshot: seq 3, taken {taken}, engine demo" in out
     assert '"600000.SH": 200' in out
-    assert "status: RUNNING, owner host:1, restarts 1, heartbeat -" in out
+    assert f"status: RUNNING, owner host:1:ab, restarts 1, heartbeat {shown_time(beat)}" in out
     assert "history (3 kept, newest first):" in out
     data = json.loads(ok("state", "show", store.get_strategy(sid)["_id"], "--json"))
     assert data["strategy_id"] == sid

@@ -152,3 +152,33 @@ def test_the_log_filter_redacts_messages_arguments_and_tracebacks():
         logger.removeHandler(handler)
     assert len(records) == 2 and all("gateway-pass-1" not in r for r in records)
     assert "RuntimeError: bad password ***" in records[1]
+
+
+def test_every_account_value_but_its_engine_is_masked_in_views_and_text():
+    settings = Settings(
+        accounts={
+            "ctp-main": {
+                "engine": "vnpy",
+                "gateway": "CTP",
+                "setting": {"用户名": "8000123", "交易服务器": "tcp://10.1.2.3:10201", "port": 10201},
+                "connect_timeout": 30,
+            },
+            "ib": {"engine": "backtrader", "store": {"factory": "x:Store", "kwargs": {"clientId": 7}}},
+        }
+    )
+    view = settings_view(settings)
+    assert view["accounts"] == {
+        "ctp-main": {
+            "engine": "vnpy",
+            "gateway": MASK,
+            "setting": {"用户名": MASK, "交易服务器": MASK, "port": MASK},
+            "connect_timeout": MASK,
+        },
+        "ib": {"engine": "backtrader", "store": {"factory": MASK, "kwargs": {"clientId": MASK}}},
+    }
+    text = Redactor.for_settings(settings).text(
+        "vnpy login 8000123 at tcp://10.1.2.3:10201 (port 10201) failed; backtrader store x:Store"
+    )
+    assert "8000123" not in text and "10.1.2.3" not in text and "10201" not in text
+    assert "x:Store" not in text
+    assert "vnpy login" in text and "backtrader store" in text  # the engines' names are not secrets

@@ -38,3 +38,19 @@ def test_printable_text_in_any_script_is_accepted():
         {**DOC, "user_id": "交易员一号", "strategy_key": "hidden dragon", "symbol": "x" * MAX_NAME}
     )
     assert spec.id == f"交易员一号:{'x' * MAX_NAME}:hidden dragon"
+
+
+def test_a_document_may_name_its_account_and_a_change_of_it_recreates_the_worker():
+    base = {"user_id": "u", "symbol": "X", "strategy_key": "k", "engine": "demo"}
+    assert parse_strategy(base).account is None
+    spec = parse_strategy({**base, "account": "ctp-main"})
+    assert spec.account == "ctp-main" and "account" not in spec.extra
+    assert spec.runtime_fingerprint() != parse_strategy(base).runtime_fingerprint()
+    assert spec.runtime_fingerprint() != parse_strategy({**base, "account": "other"}).runtime_fingerprint()
+
+
+@pytest.mark.parametrize("bad", ["", " padded", "line\nbreak", 7, "x" * 201])
+def test_an_account_that_is_not_a_name_is_refused_naming_the_field(bad):
+    doc = {"user_id": "u", "symbol": "X", "strategy_key": "k", "engine": "demo", "account": bad}
+    with pytest.raises(InvalidStrategy, match=r"u:X:k: field 'account' must be the name of an account"):
+        parse_strategy(doc)

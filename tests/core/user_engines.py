@@ -93,3 +93,18 @@ class Stubborn(SeedWorker):
     def run(self) -> None:
         self._state = WorkerState.RUNNING
         Stubborn.release.wait(30)
+
+
+class FinishesWhileStarting:
+    """An engine whose run ends before its start hook returns (a replay restored at
+    its end, a short feed played at full speed)."""
+
+    def __init__(self, symbol: str, params: dict[str, Any], context: Any) -> None:
+        self.context = context
+
+    def start(self) -> None:
+        done = self.context.spawn(lambda: None, name="replay")
+        done.join()  # finished, and its "finished" report made, before start returns
+
+    def stop(self) -> None:
+        pass

@@ -82,7 +82,9 @@ def test_the_orchestrator_runs_it_by_name(site):
             "schedule": {"mode": "always"},
         }
     )
-    out = run_cli("run", "--for", "2s", "--poll-interval", "0.1", env=env)
+    # A simulated clock stands still while the engine starts, however slow the machine.
+    sim = ("--clock", "sim", "--start", "2026-11-24T10:00+08:00", "--speed", "60")
+    out = run_cli("run", *sim, "--for", "2m", "--poll-interval", "0.1", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "started   u:600000.SH:grid  fresh" in out.stdout
     assert "summary: 1 strategies; 1 STOPPED" in out.stdout

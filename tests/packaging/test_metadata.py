@@ -54,12 +54,19 @@ def test_adapters_accept_this_core_and_not_the_next_minor(name):
 def test_the_core_extras_name_the_adapters_with_their_version_and_a_testing_extra():
     extras = project(ROOT)["optional-dependencies"]
     for extra, names in (("vnpy", {"qsm-vnpy"}), ("backtrader", {"qsm-backtrader"}), ("all", {"qsm-vnpy", "qsm-backtrader"})):
-        requirements = [Requirement(r) for r in extras[extra]]
+        requirements = [Requirement(r) for r in extras[extra] if Requirement(r).name != "quant-strategy-manager"]
         assert {r.name for r in requirements} == names
         for r in requirements:
             adapter = project(PROJECTS[r.name])
             assert Version(adapter["version"]) in r.specifier
     assert [Requirement(r).name for r in extras["testing"]] == ["pytest"]
+
+
+def test_the_web_extra_is_part_of_all_and_names_its_http_stack():
+    extras = project(ROOT)["optional-dependencies"]
+    assert {Requirement(r).name for r in extras["web"]} == {"starlette", "uvicorn", "prometheus-client"}
+    selves = [Requirement(r) for r in extras["all"] if Requirement(r).name == "quant-strategy-manager"]
+    assert [r.extras for r in selves] == [{"web"}]
 
 
 @pytest.mark.parametrize("package", ["strategy_manager", "qsm_backtrader/src/qsm_backtrader", "qsm_vnpy/src/qsm_vnpy"])

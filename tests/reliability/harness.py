@@ -37,7 +37,9 @@ def run_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     """The environment of a ``run`` process: ``lease_seconds=3`` becomes QSM_LEASE_SECONDS=3."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QSM_", "MONGO_"))}
     env["QSM_DATA_DIR"] = str(data_dir)
-    env["QSM_CONFIG_DIR"] = str(data_dir / "no-config")
+    config = data_dir.parent / f"{data_dir.name}-config"  # empty: every setting from here
+    config.mkdir(parents=True, exist_ok=True)
+    env["QSM_CONFIG_DIR"] = str(config)
     env["QSM_ENGINE_OPTIONS"] = ORDER_LOG
     for name, value in settings.items():
         key = name.upper() if name.startswith("mongo_") else f"QSM_{name.upper()}"

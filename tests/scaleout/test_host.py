@@ -100,7 +100,7 @@ def test_executor_ray_without_ray_installed_says_how_to_install_it():
     )
 
 
-def test_executor_ray_needs_an_address_and_the_system_clock():
+def test_executor_ray_needs_an_address_the_system_clock_and_no_http_server():
     no_address = run_cli("run", "--executor", "ray")
     assert no_address.returncode == 2
     assert "executor ray needs the cluster's address: --ray-address host:port" in no_address.stderr
@@ -116,5 +116,7 @@ def test_executor_ray_needs_an_address_and_the_system_clock():
         "2026-11-24T09:00+08:00",
     )
     assert sim.returncode == 2 and "--clock sim runs in one process" in sim.stderr
+    http = run_cli("run", "--executor", "ray", "--ray-address", "auto", "--http", "127.0.0.1:0")
+    assert http.returncode == 2 and "with --executor ray the strategies run in the hosts" in http.stderr
     bad = run_cli("run", env={"QSM_EXECUTOR": "dask"})
     assert bad.returncode == 2 and "setting executor: must be one of threads, ray, got 'dask'" in bad.stderr

@@ -60,7 +60,7 @@ def _outputs(*results: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def gateway_run(tmp_path_factory) -> dict[str, str]:
     """A vnpy strategy whose gateway echoes the operator's secrets in its error, run
-    by the real CLI until the failure is recorded; then every view of it."""
+    by the real CLI until the refused login is recorded; then every view of it."""
     root = tmp_path_factory.mktemp("secrets")
     imports = root / "imports"
     imports.mkdir()
@@ -108,12 +108,12 @@ def gateway_run(tmp_path_factory) -> dict[str, str]:
     )
     try:
 
-        def failed() -> bool:
+        def refused() -> bool:  # its account's session retries the login with backoff
             out = run_cli("status", "--json", env=env)
             records = json.loads(out.stdout or "[]")
-            return any(r["state"] == "FAILED" for r in records)
+            return any("login refused with" in (r.get("last_error") or "") for r in records)
 
-        wait_for(failed, 180, "the echoing gateway's strategy to be FAILED")
+        wait_for(refused, 180, "the echoing gateway's strategy to show the refused login")
     finally:
         run.send_signal(signal.SIGINT)
         run.wait(timeout=60)

@@ -56,8 +56,57 @@ def qsm_snapshot_engine(engine, context):
     return {"ticks": engine.ticks, "seen": {1, 2}}   # a set is not JSON
 """
 
+SELFISH = """
+from strategy_manager.core.errors import HookError, InvalidStrategy
+from strategy_manager.core.hookspecs import hookimpl
+
+class Session:
+    closed = False
+
+@hookimpl
+def qsm_engine_info():
+    return {"name": "selfish", "version": "0.1", "capabilities": ["sessions"],
+            "description": "closes its account's shared session when one strategy stops"}
+
+@hookimpl
+def qsm_validate_engine(spec, context):
+    if spec.params:
+        raise InvalidStrategy(f"{spec.id}: params: none accepted")
+
+@hookimpl
+def qsm_open_session(account, context):
+    return Session()
+
+@hookimpl
+def qsm_close_session(session, account, context):
+    session.closed = True
+
+@hookimpl
+def qsm_create_engine(spec, context):
+    return {}
+
+@hookimpl
+def qsm_start_engine(engine, context):
+    if context.session is not None and context.session.closed:
+        raise HookError(f"{context.strategy_id}: the session is closed")
+
+@hookimpl
+def qsm_stop_engine(engine, context):
+    if context.session is not None:
+        context.session.closed = True   # the session is the account's, not this strategy's
+"""
+
 KIT_TEST = """
 from strategy_manager.testing import EngineConformance
+
+class TestSelfish(EngineConformance):
+    engine = "selfish"
+
+    def strategy_document(self, tmp_path):
+        return {"user_id": "t", "symbol": "X", "strategy_key": "k", "engine": "selfish"}
+
+    def account(self, tmp_path):
+        return {"engine": "selfish", "host": "broker.example"}
 
 class TestBroken(EngineConformance):
     engine = "broken"
@@ -73,6 +122,8 @@ def report(tmp_path_factory) -> str:
     src = tmp_path_factory.mktemp("broken_src")
     (src / "qsm_broken").mkdir()
     (src / "qsm_broken" / "__init__.py").write_text(BROKEN)
+    (src / "qsm_selfish").mkdir()
+    (src / "qsm_selfish" / "__init__.py").write_text(SELFISH)
     (src / "pyproject.toml").write_text(
         textwrap.dedent("""
         [build-system]
@@ -83,6 +134,9 @@ def report(tmp_path_factory) -> str:
         version = "0.1"
         [project.entry-points."quant_strategy_manager.engines"]
         broken = "qsm_broken"
+        selfish = "qsm_selfish"
+        [tool.setuptools]
+        packages = ["qsm_broken", "qsm_selfish"]
         """)
     )
     site = pip_install_target(tmp_path_factory.mktemp("site"), src)
@@ -102,7 +156,10 @@ def report(tmp_path_factory) -> str:
 
 
 def test_the_kit_passes_what_the_adapter_does_right(report):
-    assert "test_plugin_loads_through_its_entry_point" not in report.split("short test summary")[1]
+    summary = report.split("short test summary")[1]
+    assert "TestBroken::test_plugin_loads_through_its_entry_point" not in summary
+    assert "TestSelfish::test_a_session_opens_and_closes_off_the_callers_thread_in_time" not in summary
+    assert "TestSelfish::test_create_start_and_a_prompt_stop" not in summary
 
 
 @pytest.mark.parametrize(
@@ -113,6 +170,10 @@ def test_the_kit_passes_what_the_adapter_does_right(report):
         ("test_no_thread_is_left_after_stop", "threads still running after stop: broken-loop"),
         ("test_validation_accepts_the_sample_and_starts_nothing", "validation started threads: validating"),
         ("test_validation_refuses_a_bad_parameter", "qsm_validate_engine accepted {'qsm_conformance_no_such_param': 1}"),
+        (
+            "TestSelfish::test_the_strategies_of_an_account_share_its_session",
+            "a stop hook must leave the account's session open (the core closes it)",
+        ),
     ],
 )
 def test_the_kit_fails_each_breach_with_a_message_that_says_what_to_fix(report, check, message):

@@ -97,6 +97,15 @@ def plan(spec: StrategySpec, context: EngineContext) -> Plan:
         accepted = keyword_defaults(cls)
         if "" not in accepted:
             check_params(sid, f"{_AT}.feed.kwargs for {cls.__name__}", feed.kwargs, accepted)
+    elif feed.store is not None:
+        if context.account is None:
+            raise InvalidStrategy(
+                f"{sid}: {_AT}.feed.store takes its bars from the shared store of the strategy's account: "
+                "name an account whose settings have a store"
+            )
+        from qsm_backtrader.session import store_class
+
+        store_class(context.account, context)
     else:
         cls = reader_class(feed)
         check_names(feed.reader, defaults(cls), f"{_AT}.feed.reader for {cls.__name__}", sid)

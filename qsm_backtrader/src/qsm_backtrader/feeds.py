@@ -13,6 +13,8 @@
   and must be a subclass of ``bt.feed.AbstractDataBase`` defined in an admitted
   module, checked before it is constructed; nothing else named by a document is
   ever called.
+* ``store``: the keyword arguments of ``getdata`` of the strategy's account's shared
+  store (:mod:`qsm_backtrader.session`), e.g. ``{"dataname": "AAPL"}``.
 
 Relative paths are resolved against the engine option ``data_root`` if set, else
 the working directory.
@@ -60,6 +62,13 @@ _REQUIRED = ("open", "high", "low", "close")
 
 def build_feed(settings: FeedSettings, context: EngineContext) -> Any:
     sid = context.strategy_id
+    if settings.store is not None:
+        from qsm_backtrader.session import StoreSession
+
+        session = context.session
+        if not isinstance(session, StoreSession):
+            raise EngineError(f"{sid}: feed 'store' needs its account's session, and the strategy has none")
+        return session.getdata(settings.store, sid)
     if settings.factory:
         cls = feed_class(settings.factory, context)
         try:

@@ -29,7 +29,7 @@ def qsm_engine_info() -> dict[str, Any]:
     return {
         "name": "backtrader",
         "version": engine_version,
-        "capabilities": ["snapshot", "restore"],
+        "capabilities": ["snapshot", "restore", "sessions"],
         "description": "backtrader strategies on a replay or live feed, resumable bar for bar",
     }
 
@@ -69,3 +69,27 @@ def qsm_stop_engine(engine: BacktraderEngine, context: EngineContext) -> None:
 @hookimpl
 def qsm_snapshot_engine(engine: BacktraderEngine, context: EngineContext) -> dict[str, Any] | None:
     return engine.snapshot(_timeout(context, "snapshot_timeout"))
+
+
+@hookimpl
+def qsm_open_session(account: Any, context: Any) -> Any:
+    """The account's shared store (see :mod:`qsm_backtrader.session`)."""
+    from qsm_backtrader.session import StoreSession
+
+    return StoreSession.open(account, context)
+
+
+@hookimpl
+def qsm_close_session(session: Any, account: Any, context: Any) -> None:
+    session.close()
+
+
+@hookimpl
+def qsm_snapshot_positions(snapshot: dict[str, Any], spec: StrategySpec) -> dict[str, float] | None:
+    """The simulated broker's position in a snapshot: the strategy's one feed is its
+    document's symbol."""
+    positions = snapshot.get("positions")
+    if not isinstance(positions, list):
+        return None
+    sizes = [p.get("attrs", {}).get("size") for p in positions if isinstance(p, dict)]
+    return {spec.symbol: float(sum(size for size in sizes if isinstance(size, int | float)))}

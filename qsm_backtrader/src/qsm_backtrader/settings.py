@@ -41,10 +41,12 @@ class FactoryRef:
 
 @define(frozen=True)
 class FeedSettings:
-    #: Exactly one of these three says where the bars come from.
+    #: Exactly one of these four says where the bars come from.
     csv: str | None = None
     parquet: str | None = None
     factory: str | None = None
+    #: Keyword arguments of ``getdata`` of the account's shared store (``{"dataname": "AAPL"}``).
+    store: dict[str, Any] | None = None
     #: Keyword arguments for ``factory``.
     kwargs: dict[str, Any] = field(factory=dict)
     #: Extra parameters for backtrader's CSV or pandas feed class (``dtformat`` ...).
@@ -59,9 +61,10 @@ class FeedSettings:
 
     def __attrs_post_init__(self) -> None:
         sources = [name for name in ("csv", "parquet", "factory") if getattr(self, name)]
+        sources += ["store"] if self.store is not None else []
         if len(sources) != 1:
             raise ValueError(
-                f"needs exactly one of 'csv', 'parquet' or 'factory', got {sources or 'none'}"
+                f"needs exactly one of 'csv', 'parquet', 'factory' or 'store', got {sources or 'none'}"
             )
         if self.compression < 1:
             raise ValueError(f"compression must be at least 1, got {self.compression}")
@@ -97,3 +100,12 @@ def split_params(spec: StrategySpec) -> tuple[AdapterSettings, dict[str, Any]]:
     return split_engine_params(  # type: ignore[no-any-return]
         spec, SETTINGS_KEY, AdapterSettings, "a 'feed' (see qsm_backtrader's README)"
     )
+
+
+@define(frozen=True)
+class AccountSettings:
+    """A backtrader account in the ``accounts`` setting:
+    ``{"engine": "backtrader", "store": {"factory": "package.module:Store", "kwargs": {...}}}``."""
+
+    #: The store every strategy of the account gets its live feeds from.
+    store: FactoryRef

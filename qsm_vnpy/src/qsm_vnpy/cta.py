@@ -1,179 +1,296 @@
-"""One CTA strategy inside vnpy's own MainEngine and CtaEngine.
+"""One CTA strategy inside its account's vnpy engines.
 
 The strategy runs as it does in vnpy's trader: ``add_strategy``, ``init_strategy``
 (``on_init``, then the saved variables put back, then the subscription),
-``start_strategy``, ``stop_strategy``, in the engines of :mod:`qsm_vnpy.engines`
-(no files, fenced orders, the backtester's stop orders on the replay gateway).
-
-Each strategy gets its own event engine, main engine and gateway connection, so
-one strategy's gateway or exception never reaches another.
+``start_strategy``, ``stop_strategy``, in the engines of its account's session
+(:mod:`qsm_vnpy.session`: one ``MainEngine``, ``CtaEngine`` and gateway connection
+for every strategy of the account; no files, a fence per strategy, the backtester's
+stop orders on the replay gateway). A strategy without a session opens a private
+one and closes it on stop. The engine's dictionaries are changed on vnpy's event
+thread only, between two events.
 
 A snapshot holds the strategy's variables (what vnpy saves) and fields
 (:mod:`qsm_vnpy.state`), its working orders (:mod:`qsm_vnpy.orders`) and, on the
-replay gateway, the replay's state.
-
-The resume check. After a restore, before the strategy trades, its ``pos`` is
-compared with the position the gateway reports for the symbol, and the gateway's
-open orders for the symbol with those the snapshot knew. On a difference
-``on_mismatch`` decides: ``halt`` keeps it stopped (the status shows the facts),
-``trust_broker`` takes the gateway's position and adopts its unknown orders,
-``trust_snapshot`` keeps the strategy's position and leaves unknown orders alone.
+replay gateway, its replay's state. After a restore, before the strategy trades,
+the resume check compares positions and open orders with the broker's, per account
+and symbol (:mod:`qsm_vnpy.resume`).
 """
 
 from __future__ import annotations
 
 import copy
-import math
+import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vnpy.event import Event, EventEngine
-from vnpy.trader.constant import Direction
-from vnpy.trader.event import EVENT_LOG
-from vnpy.trader.object import LogData
-from vnpy_ctastrategy.base import EVENT_CTA_LOG
+from vnpy.trader.object import TickData
 from vnpy_ctastrategy.template import CtaTemplate
 
-from qsm_vnpy import events, orders
-from qsm_vnpy.engines import MemoryCtaEngine, QsmMainEngine
-from qsm_vnpy.replay import ReplayGateway
-from qsm_vnpy.settings import AdapterSettings, replay_settings
+from qsm_vnpy import events, orders, resume
+from qsm_vnpy.replay import ReplayGateway, ReplayStream
+from qsm_vnpy.session import VnpySession
 from qsm_vnpy.state import fields_of, plain_variable, validate_fields, variables_of
 from strategy_manager.core.context import EngineContext
 from strategy_manager.core.errors import EngineError, EngineHalted, SnapshotError
 
+if TYPE_CHECKING:
+    from qsm_vnpy.plugin import CtaPlan
+
 #: 2 added the working orders; a snapshot of format 1 has none.
 SNAPSHOT_FORMAT = 2
+#: Seconds the engine's event thread has to take a step of a start or a stop.
+STEP_SECONDS = 30.0
 
 
 class CtaRunner:
-    def __init__(
-        self,
-        context: EngineContext,
-        settings: AdapterSettings,
-        strategy_class: type[CtaTemplate],
-        params: dict[str, Any],
-        vt_symbol: str,
-        gateway_class: Any,
-        gateway_setting: dict[str, Any],
-    ) -> None:
+    def __init__(self, context: EngineContext, plan: CtaPlan, strategy_class: type[CtaTemplate]) -> None:
         self.context = context
         self.sid = context.strategy_id
-        self.settings = settings
+        self.plan = plan
+        self.settings = plan.settings
         self.strategy_class = strategy_class
         self.class_name = strategy_class.__name__
-        self.params = params
-        self.vt_symbol = vt_symbol
-        self.gateway_class = gateway_class
-        self.gateway_name = settings.gateway.name
-        self.gateway_setting = gateway_setting
-        self.replay = (
-            replay_settings(gateway_setting, self.sid) if issubclass(gateway_class, ReplayGateway) else None
-        )
-        self.main: QsmMainEngine | None = None
-        self.cta: MemoryCtaEngine | None = None
-        self.gateway: Any = None
+        #: The class's key in the CTA engine: two strategies' classes may share a name.
+        self.class_key = f"{strategy_class.__module__}.{strategy_class.__qualname__}"
+        self.params = plan.params
+        self.vt_symbol = plan.vt_symbol
+        self.replay = plan.replay is not None
+        self.session: VnpySession | None = None
+        self.private = False
+        self.stream: ReplayStream | None = None
+        self.started = False
+        #: Why the resume check of another strategy of the symbol halted this one.
+        self._halted: str | None = None
+        self._lock = threading.Lock()
         self._restored: dict[str, Any] | None = None
         self._final: dict[str, Any] | None = None
         self._init_failure: BaseException | None = None
-        self._started = False
+
+    @property
+    def restored_pos(self) -> float:
+        """The position the strategy started from: its snapshot's, or 0."""
+        return float(self._restored["variables"]["pos"]) if self._restored is not None else 0.0
+
+    @property
+    def main(self) -> Any:
+        return self.session.main if self.session is not None else None
+
+    @property
+    def cta(self) -> Any:
+        return self.session.cta if self.session is not None else None
+
+    @property
+    def gateway(self) -> Any:
+        return self.session.gateway if self.session is not None else None
 
     # -- hooks -------------------------------------------------------------------------
     def restore(self, snapshot: dict[str, Any]) -> None:
-        if self.main is not None:
+        if self.session is not None:
             raise EngineError(f"{self.sid}: restore called on a started engine")
-        validate_snapshot(snapshot, self.sid, self.class_name, replay=self.replay is not None)
+        validate_snapshot(snapshot, self.sid, self.class_name, replay=self.replay)
         validate_fields(snapshot.get("fields", {}), self.strategy_class, self.sid)
         self._restored = copy.deepcopy(snapshot)
 
     def start(self) -> None:
-        if self.main is not None:
+        if self.session is not None:
             raise EngineError(f"{self.sid}: engine already started")
-        restored = self._restored
-        event_engine = EventEngine(1)
-        events.install(event_engine)
-        event_engine.register(EVENT_LOG, self._log)
-        event_engine.register(EVENT_CTA_LOG, self._log)
-        self.main = main = QsmMainEngine(event_engine)
-        gateway: Any = main.add_gateway(self.gateway_class, self.gateway_name)
-        self.gateway = gateway
-        self.cta = cta = main.add_engine(MemoryCtaEngine)
-        cta.context = self.context
-        cta.on_raise = self.strategy_raised
-        cta.restored_fields = {self.sid: dict(restored.get("fields", {}))} if restored else {}
-        if self.replay is not None:
-            gateway.load(self.replay, self.vt_symbol, restored and restored["gateway"], self.sid)
-            gateway.capture = self._capture
-            gateway.stop_event = self.context.stop_event
-            gateway.fence = self.context.lease_valid
-            gateway.cross_stops = cta.cross_stop_orders
-            cta.replay = gateway
-        cta.init_engine()
-        cta.classes[self.class_name] = self.strategy_class
+        session = self.context.session
+        if session is None:
+            session, self.private = self._private_session(), True
+        elif not isinstance(session, VnpySession) or session.closed:
+            raise EngineError(f"{self.sid}: the session of its account is not a vnpy session, or closed")
+        elif session.gateway_name != self.plan.gateway_name:
+            raise EngineError(
+                f"{self.sid}: the session of account {session.name} is on gateway {session.gateway_name}, "
+                f"the strategy's is {self.plan.gateway_name}"
+            )
+        self.session = session
+        session.attach(self)
+        self._start(session, self._restored)
+
+    def _private_session(self) -> VnpySession:
+        plan = self.plan
+        gateway = plan.gateway
+        if gateway is None:
+            from qsm_vnpy.gateways import gateway_class
+
+            gateway = gateway_class(plan.gateway_name, None, self.context)
+        session = VnpySession(
+            f"of {self.sid}",
+            gateway,
+            plan.gateway_name,
+            plan.setting,
+            self.context.logger,
+            replay=plan.replay,
+            shared=False,
+            connect_timeout=self.settings.connect_timeout,
+        )
+        return session.open()
+
+    def _start(self, session: VnpySession, restored: dict[str, Any] | None) -> None:
+        cta, sid = session.cta, self.sid
+        assert cta is not None
+        if self.replay:
+            self._attach_replay(session, restored)
+        cta.contexts[sid] = self.context
+        cta.on_raise[sid] = self.strategy_raised
+        cta.classes[self.class_key] = self.strategy_class
+        counts = [m.snapshot.get("stop_order_count") for m in self.context.members.values() if m.snapshot]
+        cta.stop_order_count = max([cta.stop_order_count, *(c for c in counts if isinstance(c, int))])
         if restored is not None:
             # vnpy puts these back after on_init, as it does from its data file
-            cta.strategy_data[self.sid] = dict(restored["variables"])
-
-        main.connect(dict(self.gateway_setting), self.gateway_name)
+            cta.strategy_data[sid] = dict(restored["variables"])
+            cta.restored_fields[sid] = dict(restored.get("fields", {}))
         self._wait_for_contract()
-        cta.add_strategy(self.class_name, self.sid, self.vt_symbol, dict(self.params))
-        if self.sid not in cta.strategies:
-            raise EngineError(
-                f"{self.sid}: vnpy refused the strategy ({self.class_name} on {self.vt_symbol})"
-            )
+        session.call(lambda: cta.add_strategy(self.class_key, sid, self.vt_symbol, dict(self.params)))
+        if sid not in cta.strategies:
+            raise EngineError(f"{sid}: vnpy refused the strategy ({self.class_name} on {self.vt_symbol})")
         try:
-            cta.init_strategy(self.sid).result(self.settings.init_timeout)
+            cta.init_strategy(sid).result(self.settings.init_timeout)
         except FutureTimeout:
-            raise EngineError(
-                f"{self.sid}: on_init did not finish within {self.settings.init_timeout}s"
-            ) from None
+            raise EngineError(f"{sid}: on_init did not finish within {self.settings.init_timeout}s") from None
         if self._init_failure is not None:
-            raise EngineError(f"{self.sid}: on_init raised {_one_line(self._init_failure)}")
-        strategy = cta.strategies[self.sid]
-        if restored is not None:
-            self._resume_check(strategy, restored)
-        if self.replay is not None:
-            gateway.warm_up()
-        cta.start_strategy(self.sid)
+            raise EngineError(f"{sid}: on_init raised {_one_line(self._init_failure)}")
+        strategy = cta.strategies[sid]
+        if restored is not None or self.vt_symbol in cta.halted:
+            attach = resume.check(self, strategy, restored)
+            if restored is not None:
+
+                def put_back() -> dict[str, str]:
+                    renamed = orders.put_back_stops(cta, strategy, restored)
+                    orders.attach(cta, strategy, attach)
+                    return renamed
+
+                renamed = session.call(put_back)
+                if renamed:  # a strategy that cancels a stop order by its old id misses it
+                    self.context.logger.warning(
+                        "stop order id(s) of the snapshot taken in the account's engine already; "
+                        "the orders were put back as %s",
+                        ", ".join(f"{old} -> {new}" for old, new in renamed.items()),
+                    )
+        if self.stream is not None:
+            self.stream.warm_up()
+        self._raise_if_halted()
+        session.call(lambda: cta.start_strategy(sid))
         if not strategy.trading:
-            raise EngineError(f"{self.sid}: on_start raised; see the log")
-        self._started = True
-        if self.replay is not None:
-            self.context.spawn(gateway.run, name="replay")
+            raise EngineError(f"{sid}: on_start raised; see the log")
+        with self._lock:
+            self.started = True
+        self._raise_if_halted()  # halted while it started: the stop takes it out
+        if self.stream is not None:
+            self.context.spawn(self.stream.run, name="replay")
+
+    def _attach_replay(self, session: VnpySession, restored: dict[str, Any] | None) -> None:
+        """The strategy's replay in the account's replay gateway."""
+        gateway, plan, context = session.gateway, self.plan, self.context
+        assert isinstance(gateway, ReplayGateway) and plan.stream is not None
+        others = {}
+        for sid, member in context.members.items():
+            snapshot = member.snapshot or {}
+            paper = snapshot.get("gateway")
+            if sid != self.sid and snapshot.get("vt_symbol") == self.vt_symbol and isinstance(paper, dict):
+                position = paper.get("position")
+                if isinstance(position, int | float) and not isinstance(position, bool):
+                    others[sid] = float(position)
+        state = restored["gateway"] if restored is not None else None
+        symbol, settings = context.spec.symbol, plan.stream
+        stream, renamed = session.call(
+            lambda: gateway.add_stream(self.sid, self.vt_symbol, symbol, settings, state, others)
+        )
+        self.stream = stream
+        if renamed and restored is not None:
+            for saved in restored.get("orders", []):
+                saved["vt_orderid"] = renamed.get(saved["vt_orderid"], saved["vt_orderid"])
+        cta = session.cta
+        assert cta is not None
+        stream.capture = self._capture_on_event_thread
+        stream.stop_event = context.stop_event
+        stream.fence = context.lease_valid
+        stream.logger = context.logger
+        stream.cross_stops = lambda bar: cta.cross_stop_orders(bar, self.sid)
+        stream.deliver = self._deliver
+
+    def _deliver(self, tick: TickData) -> None:
+        """A tick of the strategy's replay, to the strategy alone (on the event thread)."""
+        cta = self.cta
+        strategy = cta.strategies.get(self.sid) if cta is not None else None
+        if strategy is not None and strategy.inited:
+            cta.call_strategy_func(strategy, strategy.on_tick, tick)
 
     def stop(self) -> None:
-        main, cta = self.main, self.cta
-        if main is None:
+        session = self.session
+        if session is None:
             return
-        if isinstance(self.gateway, ReplayGateway):
-            self.gateway.stop_replay()  # it takes the final snapshot at the next bar boundary
+        if self.stream is not None:
+            self.stream.stop_replay()  # it takes the final snapshot at the next bar boundary
             for thread in self.context.threads:
                 thread.join(5.0)
-        elif self._started and self._final is None:
+        elif self.started and self._final is None:
             self._final = self._safe(self._capture_on_event_thread)
-        if cta is not None and self.sid in cta.strategies:
-            cta.stop_strategy(self.sid)  # on_stop, cancel its orders
-        main.close()
-        if cta is not None:
-            cta.init_executor.shutdown(wait=True)
+        try:
+            if not session.closed:
+                session.call(self._leave, STEP_SECONDS)
+        except (events.EngineGone, TimeoutError) as exc:
+            self.context.logger.error("the strategy could not be removed from vnpy's engine: %s", exc)
+        finally:
+            session.detach(self)
+            if self.private:
+                session.close()
+
+    def evict(self) -> None:
+        """On the event thread: what an abandoned engine left, out of the engines."""
+        if self.stream is not None:
+            self.stream.stop_replay()
+        self._leave()
+
+    def _leave(self) -> None:
+        """On the event thread: stop the strategy as vnpy does (on_stop, its orders
+        cancelled), and take it out of the engines."""
+        cta, sid = self.cta, self.sid
+        strategy = cta.strategies.get(sid)
+        if strategy is not None:
+            cta.stop_strategy(sid)  # on_stop, cancel its orders
+            strategy.trading = False
+            cta.remove_strategy(sid)
+        cta.contexts.pop(sid, None)
+        cta.on_raise.pop(sid, None)
+        cta.strategy_data.pop(sid, None)
+        cta.restored_fields.pop(sid, None)
+        if isinstance(self.gateway, ReplayGateway):
+            self.gateway.remove_stream(sid)
 
     def snapshot(self, timeout: float) -> dict[str, Any] | None:
         if self._final is not None:
             return copy.deepcopy(self._final)
-        if not self._started:
+        if not self.started:
             return copy.deepcopy(self._restored)
-        if isinstance(self.gateway, ReplayGateway):
-            result = self.gateway.request(self._capture, timeout)
+        if self.stream is not None:
+            result = self.stream.request(self._capture_on_event_thread, timeout)
             return result if isinstance(result, dict) else None
         return self._capture_on_event_thread(timeout)
 
+    def halt(self, reason: str) -> None:
+        """The resume check of another strategy of the symbol halted this one too:
+        a running one crashes with the reason, a starting one refuses to start."""
+        self.context.logger.error("halted: %s", reason)
+        with self._lock:
+            self._halted = reason
+            started = self.started
+        if started:
+            self.context.on_crash(EngineHalted(f"{self.sid}: {reason}"))
+
+    def _raise_if_halted(self) -> None:
+        with self._lock:
+            reason = self._halted
+        if reason is not None:
+            raise EngineHalted(f"{self.sid}: {reason}")
+
     # -- inside ------------------------------------------------------------------------
     def _capture_on_event_thread(self, timeout: float = 5.0) -> dict[str, Any]:
-        assert self.main is not None
+        session = self.session
+        assert session is not None
         try:
-            result: dict[str, Any] = events.call_on_event_thread(
-                self.main.event_engine, self._capture, timeout
-            )
+            result: dict[str, Any] = session.call(self._capture, timeout)
         except (TimeoutError, events.EngineGone) as exc:
             raise SnapshotError(f"{self.sid}: snapshot not taken: {exc}") from None
         return result
@@ -186,19 +303,19 @@ class CtaRunner:
             return None
 
     def _capture(self) -> dict[str, Any]:
-        """The snapshot, at a safe point (a replay boundary or on the event thread)."""
-        assert self.cta is not None
-        strategy = self.cta.strategies[self.sid]
+        """The snapshot, on the event thread (between two events)."""
+        cta, main = self.cta, self.main
+        assert cta is not None and main is not None
+        strategy = cta.strategies[self.sid]
         variables = {name: plain_variable(self.sid, name, v) for name, v in variables_of(strategy).items()}
-        assert self.main is not None
         return {
             "format": SNAPSHOT_FORMAT,
             "class": self.class_name,
             "vt_symbol": self.vt_symbol,
             "variables": variables,
             "fields": fields_of(strategy),
-            **orders.capture(self.cta, self.main, self.sid),
-            "gateway": self.gateway.state() if isinstance(self.gateway, ReplayGateway) else None,
+            **orders.capture(cta, main, self.sid),
+            "gateway": self.stream.state() if self.stream is not None else None,
         }
 
     def _wait_for_contract(self) -> None:
@@ -207,98 +324,20 @@ class CtaRunner:
         while self.main.get_contract(self.vt_symbol) is None:
             if waited >= self.settings.connect_timeout or self.context.stop_event.is_set():
                 raise EngineError(
-                    f"{self.sid}: gateway {self.gateway_name} reported no contract {self.vt_symbol} "
+                    f"{self.sid}: gateway {self.plan.gateway_name} reported no contract {self.vt_symbol} "
                     f"within {self.settings.connect_timeout}s"
                 )
             self.context.stop_event.wait(step)
             waited += step
 
-    def _resume_check(self, strategy: CtaTemplate, restored: dict[str, Any]) -> None:
-        """Compare the restored position and working orders with the gateway's, apply
-        ``on_mismatch``, then put the working orders back."""
-        assert self.main is not None
-        if self.replay is None:
-            self.context.stop_event.wait(self.settings.position_wait)
-        events.barrier(self.main.event_engine)
-        facts = []
-        broker = self.broker_position()
-        ours = float(strategy.pos)
-        if not math.isclose(broker, ours, abs_tol=1e-9):
-            facts.append(
-                f"position mismatch on {self.vt_symbol}: the snapshot has pos {ours:g}, "
-                f"gateway {self.gateway_name} reports {broker:g}"
-            )
-        known, unknown, gone = orders.compare(self.main, self.vt_symbol, restored)
-        if restored["format"] == 1 and unknown:  # written before orders were saved: it knows none
-            self.context.logger.info(
-                "the snapshot predates saved orders; %d open order(s) at gateway %s are not checked",
-                len(unknown),
-                self.gateway_name,
-            )
-            unknown = []
-        if unknown:
-            listed = ", ".join(orders.describe(order) for order in unknown)
-            facts.append(
-                f"gateway {self.gateway_name} has open order(s) on {self.vt_symbol} "
-                f"the snapshot does not know: {listed}"
-            )
-        if gone:
-            self.context.logger.info(
-                "order(s) %s of the snapshot no longer open at gateway %s (filled or cancelled meanwhile)",
-                ", ".join(gone),
-                self.gateway_name,
-            )
-        policy = self.settings.on_mismatch
-        if facts and policy == "halt":
-            raise EngineHalted(
-                f"{self.sid}: {'; '.join(facts)}; on_mismatch 'halt' keeps it stopped "
-                "(set params.vnpy.on_mismatch to 'trust_broker' or 'trust_snapshot' to resume)"
-            )
-        if facts and policy == "trust_broker":
-            strategy.pos = broker
-            known += [order.vt_orderid for order in unknown]
-            self.context.logger.warning(
-                "%s; trusting the broker: pos set to %g, its open orders are the strategy's",
-                "; ".join(facts),
-                broker,
-            )
-        elif facts:
-            self.context.logger.warning(
-                "%s; trusting the snapshot: pos stays %g, unknown orders are left alone",
-                "; ".join(facts),
-                ours,
-            )
-        assert self.cta is not None
-        cta = self.cta
-
-        def put_back() -> None:
-            orders.put_back_stops(cta, strategy, restored)
-            orders.attach(cta, strategy, known)
-
-        events.call_on_event_thread(self.main.event_engine, put_back)
-
-    def broker_position(self) -> float:
-        """The gateway's net position in the symbol (long minus short)."""
-        assert self.main is not None
-        total = 0.0
-        for position in self.main.get_all_positions():
-            if position.vt_symbol != self.vt_symbol:
-                continue
-            sign = -1.0 if position.direction == Direction.SHORT else 1.0
-            total += sign * position.volume
-        return total
-
     def strategy_raised(self, callback: str, exc: BaseException) -> None:
-        """vnpy caught an exception of the strategy and stopped it; so do we."""
-        if not self._started:
+        """vnpy caught an exception of the strategy and stopped it; so do we (the other
+        strategies of the engine go on)."""
+        if not self.started:
             self._init_failure = exc
             return
         self.context.logger.error("%s raised %s; vnpy stopped the strategy", callback, _one_line(exc))
         self.context.on_crash(EngineError(f"{self.sid}: {callback} raised {_one_line(exc)}"))
-
-    def _log(self, event: Event) -> None:
-        log: LogData = event.data
-        self.context.logger.log(log.level if isinstance(log.level, int) else 20, "%s", log.msg)
 
 
 def validate_snapshot(snapshot: Any, sid: str, class_name: str, replay: bool) -> None:

@@ -7,10 +7,14 @@ Against vnpy's own:
   keeps them in two JSON files shared by every strategy of the folder); the
   variables reach our store through snapshots instead. It puts a restored
   strategy's fields (:mod:`qsm_vnpy.state`) back right after ``on_init``, where
-  vnpy puts back the variables, and reports the strategy exceptions vnpy swallows.
-* Every order passes the fence: immediately before an order goes to the gateway,
-  or a stop order is placed or triggers, ``context.lease_valid()`` is asked, and
-  when it is False the order is refused with a log line and nothing is sent.
+  vnpy puts back the variables, and reports the strategy exceptions vnpy swallows
+  to that strategy's runner (the other strategies of the engine go on).
+* One engine runs every CTA strategy of an account (:mod:`qsm_vnpy.session`), as
+  vnpy does; the fence stays per strategy. Immediately before an order of a
+  strategy goes to the gateway, or a stop order is placed or triggers, that
+  strategy's ``context.lease_valid()`` is asked, and when it is False (or the
+  resume check halted the strategy's symbol in the account) the order is refused
+  with a log line and nothing is sent.
 * On the replay gateway (``replay`` set) stop orders follow vnpy's
   ``BacktestingEngine`` in bar mode instead of its live rule: ticks do not trigger
   them; the replay crosses them against each bar after the limit orders
@@ -24,14 +28,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from vnpy.event import EventEngine
-from vnpy.trader.constant import Direction, Offset, OrderType
+from vnpy.trader.constant import Direction, Interval, Offset, OrderType
 from vnpy.trader.database import DB_TZ
 from vnpy.trader.engine import MainEngine
-from vnpy.trader.object import ContractData, OrderRequest, TickData
+from vnpy.trader.object import BarData, ContractData, OrderRequest, TickData
 from vnpy.trader.setting import SETTINGS
 from vnpy_ctastrategy.base import APP_NAME, STOPORDER_PREFIX, StopOrder, StopOrderStatus
 from vnpy_ctastrategy.engine import CtaEngine
@@ -41,6 +45,8 @@ from qsm_vnpy.bars import Bar
 from qsm_vnpy.replay import ReplayGateway
 from qsm_vnpy.state import variables_of
 from strategy_manager.core.context import EngineContext
+
+log = logging.getLogger("strategy_manager.engine.vnpy")
 
 
 class QsmMainEngine(MainEngine):
@@ -58,19 +64,26 @@ class QsmMainEngine(MainEngine):
 
 
 class MemoryCtaEngine(CtaEngine):
-    """vnpy's CtaEngine without files, with the fence, and with the backtester's stop
-    orders on the replay gateway (see the module docstring). Set ``context`` and
-    ``on_raise`` before use, and ``replay`` on the replay gateway."""
+    """vnpy's CtaEngine without files, with a fence per strategy, and with the
+    backtester's stop orders on the replay gateway (see the module docstring). A
+    strategy's runner registers its context and its crash callback under the
+    strategy's name before adding it; set ``replay`` on the replay gateway."""
 
-    context: EngineContext
-    #: Called with the callback's name and the exception when a strategy callback raised.
-    on_raise: Callable[[str, BaseException], None]
     replay: ReplayGateway | None = None
-    #: Strategy name -> the fields to put back after its ``on_init``.
-    restored_fields: dict[str, dict[str, Any]]
-    _refused = 0
 
     def init_engine(self) -> None:
+        #: Strategy name -> its context (the fence, the logger).
+        self.contexts: dict[str, EngineContext] = {}
+        #: Strategy name -> called with the callback's name and the exception when
+        #: one of its callbacks raised.
+        self.on_raise: dict[str, Callable[[str, BaseException], None]] = {}
+        #: Strategy name -> the fields to put back after its ``on_init``.
+        self.restored_fields: dict[str, dict[str, Any]] = {}
+        #: vt_symbol -> why no strategy may send orders in it (the resume check).
+        self.halted: dict[str, str] = {}
+        self._refused: dict[str, int] = {}
+        #: The strategy whose ``on_init`` runs now (the init executor runs one at a time).
+        self._initing: str | None = None
         if SETTINGS.get("datafeed.name"):
             self.init_datafeed()
         self.register_event()
@@ -109,24 +122,56 @@ class MemoryCtaEngine(CtaEngine):
 
         super().call_strategy_func(strategy, guarded, params)
         if failure:
-            self.on_raise(getattr(func, "__name__", "callback"), failure[0])
+            report = self.on_raise.get(strategy.strategy_name)
+            if report is not None:
+                report(getattr(func, "__name__", "callback"), failure[0])
         elif self.restored_fields and func == strategy.on_init:
             for name, value in self.restored_fields.pop(strategy.strategy_name, {}).items():
                 setattr(strategy, name, value)
 
+    def _init_strategy(self, strategy_name: str) -> None:
+        self._initing = strategy_name
+        try:
+            super()._init_strategy(strategy_name)
+        finally:
+            self._initing = None
+
+    def load_bar(
+        self,
+        vt_symbol: str,
+        days: int,
+        interval: Interval,
+        callback: Callable[[BarData], None],
+        use_database: bool,
+    ) -> list[BarData]:
+        """On the replay, the history of the strategy being initialised: its own replay
+        point decides where history ends."""
+        if self.replay is None or use_database or self._initing is None:
+            return super().load_bar(vt_symbol, days, interval, callback, use_database)  # type: ignore[no-any-return]
+        return self.replay.history(self._initing, vt_symbol, interval, timedelta(days=days))
+
     # -- the fence -------------------------------------------------------------------
     def may_send(self, strategy: CtaTemplate, what: str) -> bool:
-        """The fence, asked immediately before an order is sent or placed."""
-        if self.context.lease_valid():
+        """The strategy's fence, asked immediately before an order is sent or placed."""
+        name = strategy.strategy_name
+        context = self.contexts.get(name)
+        halted = self.halted.get(strategy.vt_symbol)
+        if context is not None and halted is None and context.lease_valid():
             return True
-        self._refused += 1
-        level = logging.ERROR if self._refused == 1 else logging.DEBUG
-        self.context.logger.log(
-            level,
-            "%s refused: the lease of %s is not valid (another process may own it); nothing sent",
-            what,
-            strategy.strategy_name,
-        )
+        count = self._refused[name] = self._refused.get(name, 0) + 1
+        level = logging.ERROR if count == 1 else logging.DEBUG
+        if context is None:
+            log.log(level, "%s of %s refused: the strategy is not this engine's; nothing sent", what, name)
+        elif halted is not None:
+            context.logger.log(level, "%s refused: %s; nothing sent", what, halted)
+        else:
+            context.logger.log(
+                level,
+                "%s refused: the lease of %s is not valid (another process may own it) "
+                "or its account is halted; nothing sent",
+                what,
+                name,
+            )
         return False
 
     def send_server_order(
@@ -174,7 +219,7 @@ class MemoryCtaEngine(CtaEngine):
             volume=volume,
             stop_orderid=f"{STOPORDER_PREFIX}.{self.stop_order_count}",
             strategy_name=strategy.strategy_name,
-            datetime=self.replay.now() or datetime.now(DB_TZ),
+            datetime=self.replay.now(strategy.strategy_name) or datetime.now(DB_TZ),
             lock=lock,
             net=net,
         )
@@ -188,8 +233,9 @@ class MemoryCtaEngine(CtaEngine):
         if self.replay is None:
             super().check_stop_order(tick)
 
-    def cross_stop_orders(self, bar: Bar) -> None:
-        """The backtester's ``cross_stop_order`` in bar mode, on the replay's event thread.
+    def cross_stop_orders(self, bar: Bar, strategy_name: str) -> None:
+        """The backtester's ``cross_stop_order`` in bar mode, on the replay's event
+        thread, for the stop orders of ``strategy_name`` (whose replay played ``bar``).
 
         A buy stop triggers when the bar's high is at or above its price and fills at
         the higher of its price and the bar's open; a sell stop when the low is at or
@@ -197,7 +243,8 @@ class MemoryCtaEngine(CtaEngine):
         strategy's callbacks) wait for the next bar.
         """
         assert self.replay is not None
-        for stop_order in list(self.stop_orders.values()):
+        mine = [s for s in self.stop_orders.values() if s.strategy_name == strategy_name]
+        for stop_order in mine:
             if stop_order.stop_orderid not in self.stop_orders:
                 continue  # cancelled meanwhile, by a callback
             buy = stop_order.direction == Direction.LONG

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from qsm_vnpy.settings import GatewaySettings, ReplaySettings
-from strategy_manager.core.context import EngineContext
+from strategy_manager.core.context import EngineContext, SessionContext
 from strategy_manager.core.errors import InvalidStrategy
 
 #: Gateway name -> ``module:Class``.
@@ -55,14 +55,26 @@ def _missing(name: str, module_name: str, sid: str) -> InvalidStrategy:
     )
 
 
-def named_gateway(name: str, dotted: str | None, context: EngineContext) -> Any:
-    """The gateway class a document names with ``class`` (loaded as a ``BaseGateway``),
-    or None for a known gateway ``name``, which is checked to be known only."""
+def _ident(context: EngineContext | SessionContext) -> str:
+    """Who the message is about: the strategy, or the account."""
+    if isinstance(context, SessionContext):
+        return f"account {context.account.name}"
+    return context.strategy_id
+
+
+def named_gateway(
+    name: str,
+    dotted: str | None,
+    context: EngineContext | SessionContext,
+    what: str = "params.vnpy.gateway.class",
+) -> Any:
+    """The gateway class a document (or an account) names with ``class`` (loaded as a
+    ``BaseGateway``), or None for a known gateway ``name``, which is checked to be known only."""
     if dotted:
         from vnpy.trader.gateway import BaseGateway
 
-        return context.load_class(dotted, kind=BaseGateway, what="params.vnpy.gateway.class")
-    _known(name, context.strategy_id)
+        return context.load_class(dotted, kind=BaseGateway, what=what)
+    _known(name, _ident(context))
     return None
 
 
@@ -73,29 +85,39 @@ def check_installed(name: str, sid: str) -> None:
         raise _missing(name, module_name, sid)
 
 
-def gateway_class(name: str, dotted: str | None, context: EngineContext) -> Any:
-    """The gateway class: the one a document names, or the known gateway ``name``
-    imported from its package."""
+def gateway_class(name: str, dotted: str | None, context: EngineContext | SessionContext) -> Any:
+    """The gateway class: the one a document (or an account) names, or the known
+    gateway ``name`` imported from its package."""
     if dotted:
         return named_gateway(name, dotted, context)
-    module_name, _, attr = _known(name, context.strategy_id).partition(":")
+    module_name, _, attr = _known(name, _ident(context)).partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError:
-        raise _missing(name, module_name, context.strategy_id) from None
+        raise _missing(name, module_name, _ident(context)) from None
     return getattr(module, attr)
+
+
+def is_replay(name: str, cls: Any) -> bool:
+    """Whether gateway ``name`` (of class ``cls``, None for a known one) is the replay."""
+    if cls is None:
+        return name == "REPLAY"
+    from qsm_vnpy.replay import ReplayGateway
+
+    return issubclass(cls, ReplayGateway)
+
+
+def operator_setting(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The operator's ``engine_options.vnpy.gateways.<NAME>``."""
+    operator = options.get("gateways", {})
+    mine = operator.get(name, {}) if isinstance(operator, Mapping) else {}
+    return dict(mine) if isinstance(mine, Mapping) else {}
 
 
 def document_keys(name: str, cls: Any, options: Mapping[str, Any]) -> set[str]:
     """The setting keys a document may give gateway ``name`` (of class ``cls``, or a
     known gateway when None)."""
-    if cls is None:
-        replay = name == "REPLAY"
-    else:
-        from qsm_vnpy.replay import ReplayGateway
-
-        replay = issubclass(cls, ReplayGateway)
-    keys = {f.name for f in attrs.fields(ReplaySettings)} if replay else set()
+    keys = {f.name for f in attrs.fields(ReplaySettings)} if is_replay(name, cls) else set()
     listed = options.get("document_keys", {})
     extra = listed.get(name, []) if isinstance(listed, Mapping) else []
     return keys | {str(k) for k in extra} if isinstance(extra, list | tuple) else keys
@@ -116,9 +138,7 @@ def gateway_setting(gateway: GatewaySettings, cls: Any, context: EngineContext) 
             f"for gateway {_short(gateway.name)}; connection and credential settings come from "
             f"engine_options.vnpy.gateways (a document may set: {may})"
         )
-    operator = options.get("gateways", {})
-    mine = operator.get(gateway.name, {}) if isinstance(operator, Mapping) else {}
-    return {**gateway.setting, **(dict(mine) if isinstance(mine, Mapping) else {})}
+    return {**gateway.setting, **operator_setting(gateway.name, options)}
 
 
 def _short(value: Any) -> str:

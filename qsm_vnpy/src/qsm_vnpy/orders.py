@@ -9,11 +9,11 @@ Two kinds, kept in two places:
 * **Orders at the gateway** (limit orders, and stop orders on a contract that
   supports them) belong to the broker. The snapshot lists those the strategy had
   working. On a restore the gateway's open orders for the symbol are compared with
-  the list: those the snapshot knew are attached to the strategy again (their fills
-  and cancels reach it, its ``cancel_all`` cancels them); an open order the
-  snapshot does not know is a mismatch, decided by ``on_mismatch`` as a position
-  is; one it knew that is no longer open was filled or cancelled meanwhile (a fill
-  shows in the position check).
+  the list (:mod:`qsm_vnpy.resume`): those the snapshot knew are attached to the
+  strategy again (their fills and cancels reach it, its ``cancel_all`` cancels
+  them); an open order no strategy of the account knows is a mismatch, decided by
+  ``on_mismatch`` as a position is; one it knew that is no longer open was filled
+  or cancelled meanwhile (a fill shows in the position check).
 
 The functions that change the engine run on vnpy's event thread (the runner sees
 to it), where the CTA engine reads these maps.
@@ -47,18 +47,25 @@ def capture(cta: CtaEngine, main: MainEngine, sid: str) -> dict[str, Any]:
     return {"stop_order_count": cta.stop_order_count, "stop_orders": stops, "orders": working}
 
 
-def put_back_stops(cta: CtaEngine, strategy: CtaTemplate, snapshot: dict[str, Any]) -> None:
+def put_back_stops(cta: CtaEngine, strategy: CtaTemplate, snapshot: dict[str, Any]) -> dict[str, str]:
     """Put the snapshot's stop orders back in the engine, without telling the strategy
-    (it was told when it placed them)."""
+    (it was told when it placed them). Returns the ids that were taken in the engine
+    already, each with the new id its order got."""
     cta.stop_order_count = max(cta.stop_order_count, snapshot.get("stop_order_count", 0))
+    renamed = {}
     for saved in snapshot.get("stop_orders", []):
+        stop_orderid = saved["stop_orderid"]
+        if stop_orderid in cta.stop_orders:  # another strategy's of the engine (from another session)
+            cta.stop_order_count += 1
+            renamed[stop_orderid] = f"{STOPORDER_PREFIX}.{cta.stop_order_count}"
+            stop_orderid = renamed[stop_orderid]
         stop_order = StopOrder(
             vt_symbol=strategy.vt_symbol,
             direction=Direction[saved["direction"]],
             offset=Offset[saved["offset"]],
             price=saved["price"],
             volume=saved["volume"],
-            stop_orderid=saved["stop_orderid"],
+            stop_orderid=stop_orderid,
             strategy_name=strategy.strategy_name,
             datetime=datetime.fromisoformat(saved["datetime"]),
             lock=saved["lock"],
@@ -67,23 +74,7 @@ def put_back_stops(cta: CtaEngine, strategy: CtaTemplate, snapshot: dict[str, An
         )
         cta.stop_orders[stop_order.stop_orderid] = stop_order
         cta.strategy_orderid_map[strategy.strategy_name].add(stop_order.stop_orderid)
-
-
-def compare(
-    main: MainEngine, vt_symbol: str, snapshot: dict[str, Any]
-) -> tuple[list[str], list[OrderData], list[str]]:
-    """The gateway's open orders for ``vt_symbol`` against the snapshot's.
-
-    Returns the ids of those the snapshot knew, the open orders it does not know,
-    and the ids it knew that are no longer open.
-    """
-    known = {saved["vt_orderid"] for saved in snapshot.get("orders", [])}
-    open_orders = [o for o in main.get_all_active_orders() if o.vt_symbol == vt_symbol]
-    open_ids = {o.vt_orderid for o in open_orders}
-    attach = sorted(known & open_ids)
-    unknown = sorted((o for o in open_orders if o.vt_orderid not in known), key=lambda o: o.vt_orderid)
-    gone = sorted(known - open_ids)
-    return attach, unknown, gone
+    return renamed
 
 
 def attach(cta: CtaEngine, strategy: CtaTemplate, vt_orderids: list[str]) -> None:

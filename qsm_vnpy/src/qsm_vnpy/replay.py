@@ -1,71 +1,40 @@
-"""ReplayGateway: a vnpy gateway that plays a file of 1-minute bars as ticks and fills
-orders against the bars, for paper runs, the demo and the tests.
+"""ReplayGateway: a vnpy gateway for paper runs, the demo and the tests. It plays
+files of 1-minute bars as ticks and fills orders against the bars, with the rules
+of vnpy's ``BacktestingEngine`` in bar mode (:mod:`qsm_vnpy.replay_stream`).
 
-How a bar is played. Each bar becomes four ticks inside its minute, at :00, :15,
-:30 and :45 seconds, whose prices run open, low, high, close (open, high, low,
-close on a falling bar), so that vnpy's ``BarGenerator`` rebuilds the same bar.
-After the ticks have been handled, the orders working at that moment are crossed
-against the bar, on vnpy's event thread, then the next bar is played.
+One gateway is one replay *account*: one connection (``connect`` is called once),
+any number of symbols, one bar file per symbol (the account's ``csv``: a folder of
+``<symbol>.csv`` files or a pattern with ``{symbol}``), and a paper broker whose
+position in a symbol is the sum of its strategies' paper positions. Each CTA
+strategy of the account has a replay of its own (a :class:`ReplayStream`): its
+symbol's bars from its own starting point, its ticks delivered to it alone, its
+orders in its own book. The gateway routes an order to the stream of the strategy
+that sent it (vnpy's CTA engine puts the strategy's name in the order's
+``reference``).
 
-The fill rule is vnpy's ``BacktestingEngine`` in bar mode, so that a CTA strategy
-trades here exactly as in vnpy's backtester. A strategy sees bar *t* when the
-first tick of bar *t+1* arrives (that is how ``BarGenerator`` works), so an order
-it sends from ``on_bar`` of bar *t* is crossed against bar *t+1*, as the
-backtester crosses it before ``on_bar`` of bar *t+1*. First the limit orders:
-
-* a buy limit order fills when its price is at or above the bar's low, at the
-  lower of its price and the bar's open;
-* a sell limit order fills when its price is at or below the bar's high, at the
-  higher of its price and the bar's open;
-* it fills in full; otherwise it keeps working until cancelled.
-
-Then the strategy's stop orders, which the CTA engine keeps (``cross_stops``, set
-by the adapter; see :meth:`qsm_vnpy.engines.MemoryCtaEngine.cross_stop_orders`): a
-buy stop triggers when the bar's high reaches its price and fills at the higher of
-its price and the open; a sell stop when the low reaches it, at the lower of the
-two (:meth:`ReplayGateway.fill_triggered`). ``send_order`` takes limit orders only
-(the contract has no server-side stop orders); positions are net.
+The paper broker's position in a symbol, as the gateway reports it, is the sum of
+the paper positions of the strategies attached now, of those that stopped or have
+not started yet (their last paper position, which the broker keeps), and of an
+offset when the account's ``positions`` setting says what the broker holds.
 
 Events. On the event thread (where a strategy's callbacks run) the gateway hands
 its order, trade and position events to vnpy's handlers at once instead of
 queueing them, as the backtester calls the strategy at once: an order is known to
 vnpy's order book before ``send_order`` returns, so a ``cancel_all`` right after a
 send finds it, and the strategy sees the fills of a bar before its next tick.
-
-The fence. No order is accepted and none filled while ``fence()`` is False (the
-core's lease check, set by the adapter).
-
-``load_bar`` history: ``query_history`` serves the bars before the replay point
-(the ``start`` setting, or where a restored snapshot left off), covering the span
-the request asks for. Times in requests are ignored otherwise: vnpy asks for "the
-last N days" from the wall clock.
-
-Resuming. The gateway's state (the last bar played, the position, the counters,
-the working orders and the recent trades) is part of the strategy's snapshot. On
-a restore the working orders go back in the book (their order events reach vnpy at
-connect), and the last bar played before the snapshot is played again as ticks,
-before the strategy trades and without crossing, so the strategy's
-``BarGenerator`` holds the same unfinished bar as before; history ends just
-before it. The strategy then sees the next bars exactly as in an uninterrupted
-run.
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
-import logging
+import hashlib
 import threading
-import time
-from collections import deque
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from vnpy.event import Event, EventEngine
-from vnpy.trader.constant import Direction, Exchange, Interval, Offset, OrderType, Product, Status
-from vnpy.trader.event import EVENT_TICK
+from vnpy.trader.constant import Direction, Exchange, Interval, Product, Status
 from vnpy.trader.gateway import BaseGateway
 from vnpy.trader.object import (
     AccountData,
@@ -73,188 +42,71 @@ from vnpy.trader.object import (
     CancelRequest,
     ContractData,
     HistoryRequest,
-    LogData,
     OrderData,
     OrderRequest,
     PositionData,
     SubscribeRequest,
-    TickData,
-    TradeData,
 )
 
 from qsm_vnpy.bars import Bar, read_bars
-from qsm_vnpy.events import EngineGone, barrier, call_on_event_thread
-from qsm_vnpy.orders import check_fields
-from qsm_vnpy.settings import ReplaySettings
-from strategy_manager.core.errors import InvalidStrategy, SnapshotError
+from qsm_vnpy.replay_stream import STATE_FORMAT, WORKING, ReplayStream, validate_state
+from qsm_vnpy.settings import ReplayAccountSettings, StreamSettings
+from strategy_manager.core.errors import EngineError
 
-TICK_SECONDS = (0, 15, 30, 45)
-#: 2 added the working orders; a state of format 1 has none.
-STATE_FORMAT = 2
-#: The statuses of a working order in the book.
-WORKING = (Status.SUBMITTING, Status.NOTTRADED)
-#: A replayed tick's prices: all levels at the one price, so any order at it can trade.
-_PRICE_FIELDS = (
-    "last_price",
-    *(f"{side}_price_{level}" for side in ("bid", "ask") for level in range(1, 6)),
-)
+__all__ = ["STATE_FORMAT", "WORKING", "ReplayGateway", "ReplayStream", "validate_state"]
+
 _STOCK_EXCHANGES = {"SSE", "SZSE", "BSE", "SEHK"}
+#: vnpy's CTA engine puts ``<APP_NAME>_<strategy name>`` in an order's reference.
+_REFERENCE_PREFIX = "CtaStrategy_"
 
 
-class _Request:
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
-        self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
+def stream_tag(sid: str) -> str:
+    """A short, stable tag of a strategy, put in front of its order ids on a shared account."""
+    return hashlib.blake2b(sid.encode("utf-8"), digest_size=5).hexdigest()
 
 
 class ReplayGateway(BaseGateway):
     default_name = "REPLAY"
-    default_setting: dict[str, str | int | float | bool] = {"csv": "", "start": "", "pace": 0.0}
+    default_setting: dict[str, str | int | float | bool] = {"csv": "", "timezone": "Asia/Shanghai"}
     exchanges = list(Exchange)
 
     def __init__(self, event_engine: EventEngine, gateway_name: str) -> None:
         super().__init__(event_engine, gateway_name)
-        self.settings: ReplaySettings | None = None
-        self.bars: list[Bar] = []
-        self.symbol = ""
-        self.exchange = Exchange.LOCAL
-        self.position = 0.0
-        self.order_count = 0
-        self.trade_count = 0
-        self.trades: deque[dict[str, Any]] = deque()
-        #: Index of the next bar to play; ``start_index`` is the first bar after history.
-        self.cursor = 0
-        self.start_index = 0
-        self.warm: int | None = None
-        self.sid = ""
-        #: The core's fence (set by the adapter): no order is accepted or filled while it is False.
-        self.fence: Callable[[], bool] = lambda: True
-        #: Crosses the strategy's stop orders against a bar, after the limit orders (set by the adapter).
-        self.cross_stops: Callable[[Bar], None] = lambda bar: None
-        #: Called at a safe point to take the strategy's snapshot (set by the adapter).
-        self.capture: Callable[[], dict[str, Any]] = lambda: self.state()
-        #: The snapshot taken where the replay ended or was stopped.
-        self.final: dict[str, Any] | None = None
-        self.final_error: BaseException | None = None
-        self.holding = threading.Event()
-        #: The core's stop event for this strategy (set by the adapter).
-        self.stop_event = threading.Event()
-        self._lock = threading.Lock()
-        self._active: dict[str, OrderData] = {}
-        self._current: Bar | None = None
-        self._volume = 0.0
-        self._turnover = 0.0
-        self._cv = threading.Condition()
-        self._requests: list[_Request] = []
-        self._stop = False
-        self._ended = False
-        self._started_at = 0
-        self._due: float | None = None
-        self._fenced_logged = False
+        self.account: ReplayAccountSettings | None = None
+        #: Strategies share the gateway: their order ids carry a tag of each.
+        self.shared = False
+        #: How many times ``connect`` was called (once per account session).
+        self.connects = 0
+        self.streams: dict[str, ReplayStream] = {}
+        #: vt_symbol -> strategy id -> the paper position of a strategy not attached now.
+        self.held: dict[str, dict[str, float]] = {}
+        #: vt_symbol -> what the broker holds beyond the strategies (the ``positions`` setting).
+        self.offsets: dict[str, float] = {}
+        self._files: dict[Path, list[Bar]] = {}
+        self._files_lock = threading.Lock()
+        #: vt_orderid -> the stream whose order it is (for cancels).
+        self._orders: dict[str, ReplayStream] = {}
+        self._contracts: set[str] = set()
 
-    # -- set-up, by the adapter ----------------------------------------------------
-    def load(self, settings: ReplaySettings, vt_symbol: str, state: dict[str, Any] | None, sid: str) -> None:
-        """Read the file and place the replay point (after a restored state, if any)."""
-        self.settings = settings
-        self.sid = sid
-        self.symbol, _, exchange = vt_symbol.rpartition(".")
-        self.exchange = Exchange(exchange)
-        self.bars = read_bars(Path(settings.csv), settings.timezone, sid)
-        self._tick_template = TickData(
-            symbol=self.symbol,
-            exchange=self.exchange,
-            datetime=self.bars[0].datetime,
-            name=self.symbol,
-            gateway_name=self.gateway_name,
-            bid_volume_1=1,
-            ask_volume_1=1,
-        ).__dict__
-        times = [b.datetime for b in self.bars]
-        start = settings.start_time()
-        self.start_index = bisect.bisect_left(times, start) if start else 0
-        if self.start_index >= len(self.bars):
-            raise InvalidStrategy(f"{sid}: replay start {settings.start} is after the file's last bar")
-        self.cursor = self.start_index
-        self.history_limit = settings.history_limit
-        if state is not None:
-            self._restore(state, times, sid)
-        if settings.position is not None:
-            self.position = settings.position
-        self.warm = self.cursor - 1 if self.cursor > self.start_index else None
-        self._started_at = self.cursor
-
-    def _restore(self, state: dict[str, Any], times: list[datetime], sid: str) -> None:
-        validate_state(state, sid)
-        last = state["last_bar"]
-        if last is not None:
-            moment = datetime.fromisoformat(last)
-            index = bisect.bisect_left(times, moment)
-            if index >= len(times) or times[index] != moment:
-                raise SnapshotError(f"{sid}: snapshot's last replayed bar {last} is not in the replay file")
-            self.cursor = max(index + 1, self.start_index)
-        self.position = float(state["position"])
-        self.order_count = state["order_count"]
-        self.trade_count = state["trade_count"]
-        self.trades = deque(state["trades"])
-        for saved in state.get("orders", []):
-            order = OrderData(
-                symbol=self.symbol,
-                exchange=self.exchange,
-                orderid=saved["orderid"],
-                type=OrderType.LIMIT,
-                direction=Direction[saved["direction"]],
-                offset=Offset[saved["offset"]],
-                price=saved["price"],
-                volume=saved["volume"],
-                status=Status[saved["status"]],
-                datetime=datetime.fromisoformat(saved["datetime"]) if saved["datetime"] else None,
-                reference=saved["reference"],
-                gateway_name=self.gateway_name,
-            )
-            self._active[order.vt_orderid] = order
+    def configure(self, account: ReplayAccountSettings, shared: bool) -> None:
+        """Before ``connect``: the account's files, contracts and paper broker."""
+        self.account = account
+        self.shared = shared
 
     # -- BaseGateway -----------------------------------------------------------------
     def connect(self, setting: dict[str, Any]) -> None:
-        if self.settings is None:
-            raise RuntimeError("ReplayGateway.load() must come before connect()")
-        product = Product.EQUITY if self.exchange.value in _STOCK_EXCHANGES else Product.FUTURES
-        self.on_contract(
-            ContractData(
-                symbol=self.symbol,
-                exchange=self.exchange,
-                name=self.symbol,
-                product=product,
-                size=self.settings.size,
-                pricetick=self.settings.pricetick,
-                min_volume=1,
-                net_position=True,
-                history_data=True,
-                gateway_name=self.gateway_name,
-            )
-        )
-        self.query_position()
-        for order in list(self._active.values()):  # a restored book: vnpy's order book learns it
-            self.on_order(copy.copy(order))
+        if self.account is None:
+            raise RuntimeError("ReplayGateway.configure() must come before connect()")
+        self.connects += 1
         self.on_account(AccountData(accountid=self.gateway_name, balance=0.0, gateway_name=self.gateway_name))
-        self.write_log(
-            f"replaying {len(self.bars) - self.cursor} bars of {self.symbol} from {self.settings.csv}"
-        )
+        self.write_log(f"replay account connected: bars from {self.account.csv}")
 
     def close(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
+        for stream in list(self.streams.values()):
+            stream.stop_replay()
 
     def subscribe(self, req: SubscribeRequest) -> None:
         return None
-
-    def on_tick(self, tick: TickData) -> None:
-        """Ticks come from the replay thread: straight to the queue (as vnpy's gateway puts them)."""
-        put = self.event_engine.put
-        put(Event(EVENT_TICK, tick))
-        put(Event(EVENT_TICK + tick.vt_symbol, tick))
 
     def on_event(self, type: str, data: Any = None) -> None:
         """On the event thread, hand the event to vnpy's handlers now; otherwise queue it."""
@@ -264,384 +116,165 @@ class ReplayGateway(BaseGateway):
             self.event_engine.put(Event(type, data))
 
     def send_order(self, req: OrderRequest) -> str:
-        fenced = not self._fence_up(lambda: f"order {self.gateway_name}.{self.order_count + 1}")
-        with self._lock:
-            self.order_count += 1
-            order = req.create_order_data(str(self.order_count), self.gateway_name)
-            order.datetime = self.now()
-            if fenced:
-                order.status = Status.REJECTED
-            elif req.type != OrderType.LIMIT:
-                order.status = Status.REJECTED
-                self.write_log(f"order {order.vt_orderid} rejected: the replay takes limit orders only")
-            else:
-                self._active[order.vt_orderid] = order
-            pushed = copy.copy(order)
-        self.on_order(pushed)
-        return order.vt_orderid
+        stream = self._stream_of(req.reference)
+        if stream is None:
+            order = req.create_order_data("rejected", self.gateway_name)
+            self.write_log(
+                f"order from {req.reference!r} rejected: no strategy of this replay account sent it"
+            )
+            order.status = Status.REJECTED
+            self.on_order(order)
+            return ""
+        return stream.send_order(req)
 
-    def fill_triggered(self, req: OrderRequest, price: float, announce: Callable[[str], None]) -> bool:
-        """A triggered stop order: a new order that fills at once, in full, at ``price``.
+    def _stream_of(self, reference: str) -> ReplayStream | None:
+        if reference.startswith(_REFERENCE_PREFIX):
+            return self.streams.get(reference[len(_REFERENCE_PREFIX) :])
+        if len(self.streams) == 1:  # a strategy on its own: every order is its own
+            return next(iter(self.streams.values()))
+        return None
 
-        ``announce`` gets the new order's id before any event of it is pushed (the CTA
-        engine tells the strategy its stop order triggered). The order never works in
-        the book, so nothing can cancel it. False, and nothing done, when fenced off.
-        """
-        assert self._current is not None
-        if not self._fence_up(lambda: "a triggered stop order"):
-            return False
-        with self._lock:
-            self.order_count += 1
-            order = req.create_order_data(str(self.order_count), self.gateway_name)
-            order.datetime = self._current.datetime
-        announce(order.vt_orderid)
-        self._fill(order, price, self._current)
-        return True
+    def order_sent(self, stream: ReplayStream, order: OrderData) -> None:
+        self._orders[order.vt_orderid] = stream
 
-    def now(self) -> datetime | None:
-        """The time of the bar being played."""
-        return self._current.datetime if self._current else None
-
-    def _fence_up(self, what: Callable[[], str]) -> bool:
-        """The fence; when it is down, a log line saying what was refused (``what()``)."""
-        if self.fence():
-            return True
-        level = logging.DEBUG if self._fenced_logged else logging.ERROR
-        self._fenced_logged = True
-        message = f"{what()} refused: the lease of {self.sid} is not valid; nothing sent or filled"
-        self.on_log(LogData(msg=message, level=level, gateway_name=self.gateway_name))
-        return False
+    def fill_triggered(self, req: OrderRequest, price: float, announce: Any) -> bool:
+        """A triggered stop order of the strategy named in ``req.reference``."""
+        stream = self._stream_of(req.reference)
+        return stream is not None and stream.fill_triggered(req, price, announce)
 
     def cancel_order(self, req: CancelRequest) -> None:
-        with self._lock:
-            order = self._active.pop(f"{self.gateway_name}.{req.orderid}", None)
-            if order is None:
-                return
-            order.status = Status.CANCELLED
-            pushed = copy.copy(order)
-        self.on_order(pushed)
+        vt_orderid = f"{self.gateway_name}.{req.orderid}"
+        stream = self._orders.pop(vt_orderid, None)
+        if stream is not None:
+            stream.cancel(vt_orderid)
 
     def query_account(self) -> None:
         return None
 
     def query_position(self) -> None:
-        self.on_position(
-            PositionData(
-                symbol=self.symbol,
-                exchange=self.exchange,
-                direction=Direction.NET,
-                volume=self.position,
-                gateway_name=self.gateway_name,
-            )
-        )
+        for vt_symbol in sorted(self._contracts):
+            self.publish_position(vt_symbol)
 
     def query_history(self, req: HistoryRequest) -> list[BarData]:
-        if req.interval != Interval.MINUTE:
-            self.write_log(f"history of interval {req.interval} asked; the replay has 1-minute bars only")
-            return []
-        cut = self.warm if self.warm is not None else self.start_index
-        if cut == 0:
-            return []
-        until = self.bars[cut].datetime if cut < len(self.bars) else self.bars[-1].datetime
-        span = (req.end - req.start) if req.end else timedelta(days=1)
-        first = bisect.bisect_left([b.datetime for b in self.bars], until - span, 0, cut)
-        return [self._bar_data(b) for b in self.bars[first:cut]]
+        """History of a symbol from another strategy than the CTA engine's (which asks
+        :meth:`history` for its own): the first attached stream of the symbol."""
+        for stream in self.streams.values():
+            if stream.vt_symbol == req.vt_symbol:
+                span = (req.end - req.start) if req.end else timedelta(days=1)
+                return stream.history(req.interval or Interval.MINUTE, span)
+        return []
 
-    # -- the replay thread -----------------------------------------------------------
-    def run(self) -> None:
-        """Play the bars to the end of the file or until stopped (on a spawned thread)."""
-        try:
-            while self._boundary():
-                if self.cursor >= len(self.bars):
-                    with self._cv:
-                        self._finish()
-                    return
-                self._play(self.bars[self.cursor], cross=True)
-                self.cursor += 1
-        except EngineGone:  # closed under us by a stop that did not wait for the boundary
+    # -- the account's strategies -------------------------------------------------------
+    def history(self, sid: str, vt_symbol: str, interval: Interval, span: Any) -> list[BarData]:
+        stream = self.streams.get(sid)
+        return stream.history(interval, span) if stream is not None and stream.vt_symbol == vt_symbol else []
+
+    def now(self, sid: str) -> Any:
+        stream = self.streams.get(sid)
+        return stream.now() if stream is not None else None
+
+    def bars_of(self, path: Path, sid: str) -> list[Bar]:
+        """A bar file, read once for every strategy of its symbol."""
+        assert self.account is not None
+        key = path.resolve()
+        with self._files_lock:
+            bars = self._files.get(key)
+            if bars is None:
+                bars = self._files[key] = read_bars(path, self.account.timezone, sid)
+        return bars
+
+    def add_stream(
+        self,
+        sid: str,
+        vt_symbol: str,
+        symbol: str,
+        settings: StreamSettings,
+        state: dict[str, Any] | None,
+        others: dict[str, float],
+    ) -> tuple[ReplayStream, dict[str, str]]:
+        """Attach strategy ``sid``'s replay, on the event thread. ``others`` are the
+        paper positions of the account's other strategies of the symbol, from their
+        snapshots (counted until they attach). Returns the stream and the ids of its
+        restored working orders that had to be renamed (old -> new vt_orderid)."""
+        assert self.account is not None
+        if sid in self.streams:
+            raise EngineError(f"{sid}: its replay is attached already")
+        bars = self.bars_of(self.account.csv_for(symbol), sid)
+        prefix = f"{stream_tag(sid)}-" if self.shared else ""
+        stream = ReplayStream(self, sid, vt_symbol, bars, settings, self.account.timezone, prefix)
+        stream.place(state)
+        renamed = {}
+        for order in stream.book():
+            if order.vt_orderid in self._orders:  # another strategy's id (both restored): a new one
+                old = order.vt_orderid
+                order = stream.rename(old, f"{prefix}r{order.orderid}")
+                renamed[old] = order.vt_orderid
+            self._orders[order.vt_orderid] = stream
+        held = self.held.setdefault(vt_symbol, {})
+        held.pop(sid, None)
+        for other, position in others.items():
+            if other not in self.streams and other != sid:
+                held.setdefault(other, position)
+        self.streams[sid] = stream
+        if vt_symbol not in self._contracts:
+            self._contracts.add(vt_symbol)
+            self._publish_contract(vt_symbol)
+            told = self.account.positions.get(symbol)
+            if told is not None:
+                self.offsets[vt_symbol] = float(told) - self._strategies_position(vt_symbol)
+        for order in stream.book():  # a restored book: vnpy's order book learns it
+            self.on_order(copy.copy(order))
+        self.publish_position(vt_symbol)
+        return stream, renamed
+
+    def remove_stream(self, sid: str) -> None:
+        """Detach a stopped strategy's replay, on the event thread; the paper broker
+        keeps its position."""
+        stream = self.streams.pop(sid, None)
+        if stream is None:
             return
+        stream.stop_replay()
+        for order in stream.book():
+            self._orders.pop(order.vt_orderid, None)
+        self._orders = {k: s for k, s in self._orders.items() if s is not stream}
+        self.held.setdefault(stream.vt_symbol, {})[sid] = stream.position
+        self.publish_position(stream.vt_symbol)
 
-    def warm_up(self) -> None:
-        """After a restore, play the last bar played before it again, without fills.
+    def _strategies_position(self, vt_symbol: str) -> float:
+        attached = sum(s.position for s in self.streams.values() if s.vt_symbol == vt_symbol)
+        return attached + sum(self.held.get(vt_symbol, {}).values())
 
-        Called before the strategy trades: its ``BarGenerator`` then holds that bar
-        unfinished, as it did when the snapshot was taken, and a strategy that
-        trades on ticks cannot act on ticks it has seen already.
-        """
-        if self.warm is not None:
-            self._play(self.bars[self.warm], cross=False)
+    def broker_position(self, vt_symbol: str) -> float:
+        """The paper broker's net position in the symbol."""
+        return self._strategies_position(vt_symbol) + self.offsets.get(vt_symbol, 0.0)
 
-    def request(self, fn: Callable[[], Any], timeout: float) -> Any:
-        """Run ``fn`` on the replay thread at its next bar boundary; return its result."""
-        with self._cv:
-            if self._ended:
-                if self.final_error is not None:
-                    raise self.final_error
-                return copy.deepcopy(self.final)
-            request = _Request(fn)
-            self._requests.append(request)
-            self._cv.notify_all()
-            if not self._cv.wait_for(lambda: request.done or self._ended, timeout):
-                self._requests.remove(request)
-                raise SnapshotError(f"no bar boundary within {timeout}s; snapshot not taken")
-            if not request.done:  # ended meanwhile: the final capture is the answer
-                return self.request(fn, timeout)
-        if request.error is not None:
-            raise request.error
-        return request.result
-
-    def _boundary(self) -> bool:
-        """Between two bars: serve requests, stop, hold or pace. False means stop here."""
-        with self._cv:
-            while True:
-                for request in self._requests:
-                    try:
-                        request.result = request.fn()
-                    except BaseException as exc:
-                        request.error = exc
-                    request.done = True
-                self._requests.clear()
-                self._cv.notify_all()
-                if self._stop or self.stop_event.is_set():
-                    self._finish()
-                    return False
-                if self._must_hold():
-                    self.holding.set()
-                    self._cv.wait(0.05)
-                    continue
-                if self._must_wait():
-                    continue
-                return True
-
-    def _finish(self) -> None:
-        try:
-            self.final = self.capture()
-        except BaseException as exc:
-            self.final_error = exc
-        self._ended = True
-        self._cv.notify_all()
-
-    def stop_replay(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-
-    def _must_hold(self) -> bool:
-        hold = self.settings.hold_after_bars if self.settings else None
-        if hold is None:
-            return False
-        return self._started_at - self.start_index < hold <= self.cursor - self.start_index
-
-    def _must_wait(self) -> bool:
-        pace = self.settings.pace if self.settings else 0
-        if not pace:
-            return False
-        now = time.monotonic()
-        if self._due is not None and now < self._due:
-            self._cv.wait(self._due - now)
-            return True
-        self._due = now + 1.0 / pace
-        return False
-
-    def _play(self, bar: Bar, cross: bool) -> None:
-        self._current = bar
-        for tick in self._ticks(bar):
-            self.on_tick(tick)
-        if cross:  # behind the ticks, on the event thread: the strategy has seen them
-            call_on_event_thread(self.event_engine, lambda: self._cross(bar))
-        else:
-            barrier(self.event_engine)
-
-    def _ticks(self, bar: Bar) -> list[TickData]:
-        path = (
-            (bar.open, bar.high, bar.low, bar.close)
-            if bar.close < bar.open
-            else (bar.open, bar.low, bar.high, bar.close)
-        )
-        # the bar's volume arrives with its first tick (BarGenerator adds differences)
-        self._volume += bar.volume
-        self._turnover += bar.turnover
-        ticks = []
-        for seconds, price in zip(TICK_SECONDS, path, strict=True):
-            # a copy of a tick TickData built once, with what changes set: less than half
-            # the cost of TickData(...), which a replay pays four times a bar
-            fields = dict(self._tick_template)
-            for name in _PRICE_FIELDS:
-                fields[name] = price
-            fields["datetime"] = bar.datetime + timedelta(seconds=seconds)
-            fields["volume"] = self._volume
-            fields["turnover"] = self._turnover
-            fields["open_interest"] = bar.open_interest
-            tick = TickData.__new__(TickData)
-            tick.__dict__ = fields
-            ticks.append(tick)
-        return ticks
-
-    def _cross(self, bar: Bar) -> None:
-        """Cross the working orders against ``bar``: the limit orders, then the stop orders.
-
-        On the event thread, in the backtester's order: each order still SUBMITTING is
-        reported NOTTRADED, then filled if the bar reaches it. Orders sent meanwhile (by
-        the strategy's callbacks) wait for the next bar.
-        """
-        if not self._fence_up(lambda: f"crossing bar {bar.datetime.isoformat()}"):
-            return
-        with self._lock:
-            working = list(self._active.values())
-        for order in working:
-            if order.vt_orderid not in self._active:
-                continue  # cancelled meanwhile, by a callback
-            if order.status == Status.SUBMITTING:
-                order.status = Status.NOTTRADED
-                self.on_order(copy.copy(order))
-            buy = order.direction == Direction.LONG
-            if buy and not order.price >= bar.low:
-                continue
-            if not buy and not order.price <= bar.high:
-                continue
-            with self._lock:
-                if self._active.pop(order.vt_orderid, None) is None:
-                    continue
-            self._fill(order, min(order.price, bar.open) if buy else max(order.price, bar.open), bar)
-        self.cross_stops(bar)
-
-    def _fill(self, order: OrderData, price: float, bar: Bar) -> None:
-        """Fill ``order`` in full at ``price``: push the order, its trade and the position."""
-        buy = order.direction == Direction.LONG
-        with self._lock:
-            order.traded = order.volume
-            order.status = Status.ALLTRADED
-            self.trade_count += 1
-            self.position += order.volume if buy else -order.volume
-            trade = TradeData(
-                symbol=order.symbol,
-                exchange=order.exchange,
-                orderid=order.orderid,
-                tradeid=str(self.trade_count),
-                direction=order.direction,
-                offset=order.offset,
-                price=price,
-                volume=order.volume,
-                datetime=bar.datetime,
+    def publish_position(self, vt_symbol: str) -> None:
+        symbol, _, exchange = vt_symbol.rpartition(".")
+        self.on_position(
+            PositionData(
+                symbol=symbol,
+                exchange=Exchange(exchange),
+                direction=Direction.NET,
+                volume=self.broker_position(vt_symbol),
                 gateway_name=self.gateway_name,
             )
-            self._record(trade)
-        self.on_order(copy.copy(order))
-        self.on_trade(trade)
-        self.query_position()
-
-    def _record(self, trade: TradeData) -> None:
-        assert trade.direction is not None and trade.datetime is not None
-        self.trades.append(
-            {
-                "tradeid": trade.tradeid,
-                "orderid": trade.orderid,
-                "direction": trade.direction.name,
-                "offset": trade.offset.name,
-                "price": trade.price,
-                "volume": trade.volume,
-                "datetime": trade.datetime.isoformat(),
-            }
-        )
-        while len(self.trades) > self.history_limit:
-            self.trades.popleft()
-
-    def _bar_data(self, bar: Bar) -> BarData:
-        return BarData(
-            symbol=self.symbol,
-            exchange=self.exchange,
-            datetime=bar.datetime,
-            interval=Interval.MINUTE,
-            open_price=bar.open,
-            high_price=bar.high,
-            low_price=bar.low,
-            close_price=bar.close,
-            volume=bar.volume,
-            turnover=bar.turnover,
-            open_interest=bar.open_interest,
-            gateway_name=self.gateway_name,
         )
 
-    # -- state -------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        """The gateway's part of a snapshot; call at a safe point."""
-        played = self.cursor - self.start_index
-        return {
-            "format": STATE_FORMAT,
-            "last_bar": self.bars[self.cursor - 1].datetime.isoformat() if played > 0 else None,
-            "bars": played,
-            "bars_total": len(self.bars) - self.start_index,
-            "position": self.position,
-            "order_count": self.order_count,
-            "trade_count": self.trade_count,
-            "orders": [_order_state(order) for order in self._active.values()],
-            "trades": list(self.trades),
-        }
-
-
-def _order_state(order: OrderData) -> dict[str, Any]:
-    assert order.direction is not None
-    return {
-        "orderid": order.orderid,
-        "direction": order.direction.name,
-        "offset": order.offset.name,
-        "price": order.price,
-        "volume": order.volume,
-        "status": order.status.name,
-        "datetime": order.datetime.isoformat() if order.datetime else None,
-        "reference": order.reference,
-    }
-
-
-def validate_state(state: Any, sid: str) -> None:
-    """Refuse a gateway state of the wrong shape, naming the key."""
-    if not isinstance(state, dict):
-        raise SnapshotError(f"{sid}: snapshot key 'gateway' must be an object")
-    if state.get("format") not in (1, STATE_FORMAT):
-        raise SnapshotError(
-            f"{sid}: snapshot key 'gateway.format' is {state.get('format')!r}, expected 1 or {STATE_FORMAT}"
+    def _publish_contract(self, vt_symbol: str) -> None:
+        assert self.account is not None
+        symbol, _, exchange = vt_symbol.rpartition(".")
+        product = Product.EQUITY if exchange in _STOCK_EXCHANGES else Product.FUTURES
+        self.on_contract(
+            ContractData(
+                symbol=symbol,
+                exchange=Exchange(exchange),
+                name=symbol,
+                product=product,
+                size=self.account.size,
+                pricetick=self.account.pricetick,
+                min_volume=1,
+                net_position=True,
+                history_data=True,
+                gateway_name=self.gateway_name,
+            )
         )
-    checks: dict[str, Any] = {
-        "last_bar": (str, type(None)),
-        "position": (int, float),
-        "order_count": int,
-        "trade_count": int,
-        "trades": list,
-    }
-    if state["format"] >= 2:
-        checks["orders"] = list
-    for key, kind in checks.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise SnapshotError(f"{sid}: snapshot key 'gateway.{key}' is missing or of the wrong type")
-    if state["last_bar"] is not None:
-        try:
-            datetime.fromisoformat(state["last_bar"])
-        except ValueError:
-            raise SnapshotError(f"{sid}: snapshot key 'gateway.last_bar' is not a date-time") from None
-    for index, order in enumerate(state.get("orders", [])):
-        _validate_order(order, sid, f"gateway.orders[{index}]")
-
-
-_ORDER_FIELDS: dict[str, Any] = {
-    "orderid": str,
-    "direction": Direction,
-    "offset": Offset,
-    "price": (int, float),
-    "volume": (int, float),
-    "status": Status,
-    "datetime": (str, type(None)),
-    "reference": str,
-}
-
-
-def _validate_order(order: Any, sid: str, path: str) -> None:
-    check_fields(order, _ORDER_FIELDS, sid, path)
-    if Status[order["status"]] not in WORKING:
-        status = order["status"]
-        raise SnapshotError(f"{sid}: snapshot key '{path}.status' is {status}, not a working order's")
-    if order["datetime"] is not None:
-        try:
-            datetime.fromisoformat(order["datetime"])
-        except ValueError:
-            raise SnapshotError(f"{sid}: snapshot key '{path}.datetime' is not a date-time") from None

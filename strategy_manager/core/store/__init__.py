@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from strategy_manager.core.store.protocol import (
     INVALID,
+    AccountHalt,
     Lease,
     OwnerRecord,
     Snapshot,
@@ -46,6 +47,7 @@ def open_store(settings: Settings, clock: Clock | None = None) -> Store:
 
 __all__ = [
     "INVALID",
+    "AccountHalt",
     "Lease",
     "OwnerRecord",
     "Snapshot",

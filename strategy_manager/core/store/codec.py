@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -18,7 +18,7 @@ from bson.json_util import JSONMode, JSONOptions
 
 from strategy_manager.core.errors import SnapshotError, StoreError
 from strategy_manager.core.spec import describe
-from strategy_manager.core.store.protocol import INVALID, OwnerRecord, StatusRecord
+from strategy_manager.core.store.protocol import INVALID, AccountHalt, OwnerRecord, StatusRecord
 
 NATURAL_KEY = ("user_id", "symbol", "strategy_key")
 INT64 = 2**63
@@ -228,6 +228,29 @@ def status_to_document(record: StatusRecord) -> dict[str, Any]:
     return doc
 
 
+def status_text(record: StatusRecord) -> str:
+    """A status record as row text: the relaxed extended JSON :func:`dump_document`
+    writes for :func:`status_to_document`, made by the standard library's encoder in
+    one pass (every strategy's status is written at each change)."""
+    doc = {name: getattr(record, name) for name in _STATUS_FIELDS}  # attrs.asdict is slow here
+    for name in ("heartbeat", "next_transition_at"):
+        if doc[name] is not None:
+            doc[name] = _date_json(doc[name])
+    return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+_STATUS_FIELDS = tuple(f.name for f in attrs.fields(StatusRecord))
+
+
+def _date_json(when: datetime) -> dict[str, Any]:
+    """A datetime as relaxed extended JSON, as json_util writes it (milliseconds)."""
+    when = to_ms(when)
+    if 1970 <= when.year <= 9999:
+        return {"$date": when.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"}
+    ms = (when - LONG_AGO) // timedelta(milliseconds=1)
+    return {"$date": {"$numberLong": str(ms)}}
+
+
 def status_from_document(doc: Mapping[str, Any]) -> StatusRecord:
     known = {f.name for f in attrs.fields(StatusRecord)}
     values = {k: v for k, v in doc.items() if k in known}
@@ -252,3 +275,31 @@ def owner_from_document(doc: Mapping[str, Any]) -> OwnerRecord:
         if isinstance(values.get(name), datetime):
             values[name] = values[name].astimezone(UTC)
     return OwnerRecord(**values)
+
+
+def halt_to_document(halt: AccountHalt) -> dict[str, Any]:
+    doc = attrs.asdict(halt, recurse=False)
+    if doc["halted_at"] is not None:
+        doc["halted_at"] = to_ms(doc["halted_at"])
+    return doc
+
+
+def halt_from_document(doc: Mapping[str, Any]) -> AccountHalt:
+    """A stored halt; a field of the wrong type is left at its default, never dropping
+    the halt itself (a halted account must stay halted)."""
+    account = doc.get("account")
+    if not isinstance(account, str):
+        raise StoreError(f"a stored account halt has no account name ({account!r})")
+    halted_at = doc.get("halted_at")
+    if isinstance(halted_at, str):
+        try:
+            halted_at = from_iso(halted_at)
+        except ValueError:
+            halted_at = None
+    return AccountHalt(
+        account=account,
+        reason=doc["reason"] if isinstance(doc.get("reason"), str) else "",
+        cancel_orders=doc.get("cancel_orders") is True,
+        halted_at=halted_at.astimezone(UTC) if isinstance(halted_at, datetime) else None,
+        by=doc["by"] if isinstance(doc.get("by"), str) else "",
+    )

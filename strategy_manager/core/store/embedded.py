@@ -29,6 +29,7 @@ from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import describe
 from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
+    AccountHalt,
     Lease,
     OwnerRecord,
     Snapshot,
@@ -63,6 +64,8 @@ class EmbeddedStore:
             "leases": _quote(settings.leases_collection),
             "owners": _quote(settings.owners_collection),
             "changes": _quote(settings.strategies_collection + "_changes"),
+            "halts": _quote(settings.halts_collection),
+            "halt_changes": _quote(settings.halts_collection + "_changes"),
         }
         self._lock = threading.RLock()
         try:
@@ -171,6 +174,24 @@ class EmbeddedStore:
                     owner TEXT PRIMARY KEY,
                     record TEXT NOT NULL
                 );
+                CREATE TABLE IF NOT EXISTS {t["halts"]} (
+                    account TEXT PRIMARY KEY,
+                    record TEXT NOT NULL
+                );
+                CREATE TABLE IF NOT EXISTS {t["halt_changes"]} (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    counter INTEGER NOT NULL
+                );
+                INSERT OR IGNORE INTO {t["halt_changes"]} VALUES (1, 0);
+                CREATE TRIGGER IF NOT EXISTS {_quote(t["halts"][1:-1] + "_inserted")}
+                    AFTER INSERT ON {t["halts"]}
+                    BEGIN UPDATE {t["halt_changes"]} SET counter = counter + 1; END;
+                CREATE TRIGGER IF NOT EXISTS {_quote(t["halts"][1:-1] + "_updated")}
+                    AFTER UPDATE ON {t["halts"]}
+                    BEGIN UPDATE {t["halt_changes"]} SET counter = counter + 1; END;
+                CREATE TRIGGER IF NOT EXISTS {_quote(t["halts"][1:-1] + "_deleted")}
+                    AFTER DELETE ON {t["halts"]}
+                    BEGIN UPDATE {t["halt_changes"]} SET counter = counter + 1; END;
                 COMMIT;
                 """
             )
@@ -538,9 +559,39 @@ class EmbeddedStore:
                 log.error("embedded store %s: owner record %r unreadable: %s", self.location, owner, exc)
         return owners
 
+    # -- account halts -----------------------------------------------------------------
+    def halt_account(self, halt: AccountHalt) -> None:
+        text = codec.dump_document(codec.halt_to_document(halt))
+        with self._write() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO {self._t['halts']} (account, record) VALUES (?, ?)",
+                (halt.account, text),
+            )
+
+    def resume_account(self, account: str) -> bool:
+        with self._write() as db:
+            return db.execute(f"DELETE FROM {self._t['halts']} WHERE account = ?", (account,)).rowcount > 0
+
+    def list_halts(self) -> list[AccountHalt]:
+        """Every halt; a record that does not decode still halts its account."""
+        with self._read() as db:
+            rows = db.execute(f"SELECT account, record FROM {self._t['halts']} ORDER BY account").fetchall()
+        halts = []
+        for account, text in rows:
+            try:
+                halts.append(codec.halt_from_document({**codec.decode_row(text), "account": account}))
+            except (StoreError, TypeError, ValueError) as exc:
+                log.error("embedded store %s: halt of %r unreadable: %s", self.location, account, exc)
+                halts.append(AccountHalt(account=str(account), reason="(its halt record is unreadable)"))
+        return halts
+
+    def halts_token(self) -> Hashable:
+        with self._read() as db:
+            return db.execute(f"SELECT counter FROM {self._t['halt_changes']}").fetchone()[0]
+
     # -- runtime status ----------------------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None:
-        rows = [(r.strategy_id, codec.dump_document(codec.status_to_document(r))) for r in records]
+        rows = [(r.strategy_id, codec.status_text(r)) for r in records]
         with self._write() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO {self._t['status']} (strategy_id, record) VALUES (?, ?)",

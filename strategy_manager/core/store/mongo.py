@@ -20,6 +20,7 @@ the decision is the server's answer, never configuration.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,7 @@ from strategy_manager.core.settings import Settings
 from strategy_manager.core.spec import describe
 from strategy_manager.core.store import codec, describe_location
 from strategy_manager.core.store.protocol import (
+    AccountHalt,
     Lease,
     OwnerRecord,
     Snapshot,
@@ -110,6 +112,7 @@ class MongoStore:
         self._status = db[settings.status_collection]
         self._leases = db.get_collection(settings.leases_collection, write_concern=majority)
         self._owners = db[settings.owners_collection]
+        self._halts = db.get_collection(settings.halts_collection, write_concern=majority)
         self._decode_options: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
         self._raw_strategies = self._strategies.with_options(
             codec_options=CodecOptions(document_class=RawBSONDocument)
@@ -676,6 +679,39 @@ class MongoStore:
                         "MongoDB %s: owner record %r unreadable: %s", self.location, doc.get("_id"), exc
                     )
         return owners
+
+    # -- account halts -----------------------------------------------------------------
+    def halt_account(self, halt: AccountHalt) -> None:
+        # A fresh mark on every write: the token sees a halt replaced by another one.
+        document = {**codec.halt_to_document(halt), "mark": secrets.token_hex(8)}
+        with self._errors(f"halting account {halt.account}"):
+            self._halts.replace_one({"_id": halt.account}, document, upsert=True)
+
+    def resume_account(self, account: str) -> bool:
+        with self._errors(f"resuming account {account}"):
+            return self._halts.delete_one({"_id": account}).deleted_count == 1
+
+    def list_halts(self) -> list[AccountHalt]:
+        """Every halt; a record that does not decode still halts its account."""
+        halts = []
+        with self._errors("reading account halts"):
+            for doc in self._halts.find().sort("_id", ASCENDING):
+                try:
+                    halts.append(codec.halt_from_document({**doc, "account": doc["_id"]}))
+                except (StoreError, TypeError, ValueError) as exc:
+                    log.error("MongoDB %s: halt of %r unreadable: %s", self.location, doc.get("_id"), exc)
+                    halts.append(
+                        AccountHalt(account=str(doc["_id"]), reason="(its halt record is unreadable)")
+                    )
+        return halts
+
+    def halts_token(self) -> Hashable:
+        """Every halted account with the mark of its last write: a handful of small
+        documents, read whole (halts are few)."""
+        with self._errors("polling account halts"):
+            return tuple(
+                sorted((str(d["_id"]), str(d.get("mark"))) for d in self._halts.find({}, {"mark": 1}))
+            )
 
     # -- runtime status ----------------------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None:

@@ -13,6 +13,9 @@ Three collections (names from settings):
   owner, and an expiry.
 * owners: one heartbeat record per orchestrator process, renewed with its leases;
   a strategy whose owner's heartbeat is old is STALE.
+* halts: one record per halted account (``strategy-manager accounts halt``); every
+  orchestrator polls them (``halts_token``) and keeps the account's strategies
+  stopped while the record exists.
 
 A row that cannot be decoded is never dropped silently: ``list_strategies`` returns
 it as a document holding :data:`INVALID` (the reason) and whatever key fields could
@@ -29,6 +32,8 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from attrs import define, field
+
+from strategy_manager.core.spec import INVALID as INVALID  # re-exported for the stores
 
 
 @define(frozen=True)
@@ -99,8 +104,17 @@ class OwnerRecord:
     details: dict[str, Any] = field(factory=dict)
 
 
-#: The key of the reason in a document that stands for an undecodable row.
-INVALID = "$invalid"
+@define(frozen=True)
+class AccountHalt:
+    """An account halted by the kill switch: none of its strategies may run."""
+
+    account: str
+    reason: str = ""
+    #: Also cancel every open order of the account at the broker.
+    cancel_orders: bool = False
+    halted_at: datetime | None = None
+    #: Who halted it (user@host, or the process that did).
+    by: str = ""
 
 
 @define(frozen=True)
@@ -201,6 +215,24 @@ class Store(Protocol):
         ...
 
     def read_owners(self) -> list[OwnerRecord]: ...
+
+    # -- account halts ------------------------------------------------------
+    def halt_account(self, halt: AccountHalt) -> None:
+        """Insert, or replace, the halt of ``halt.account`` (durably: every
+        orchestrator must see it, also after a restart)."""
+        ...
+
+    def resume_account(self, account: str) -> bool:
+        """Remove the account's halt; True if it was halted."""
+        ...
+
+    def list_halts(self) -> list[AccountHalt]:
+        """Every halted account, by name."""
+        ...
+
+    def halts_token(self) -> Hashable:
+        """Cheap; differs whenever a halt was added, replaced or removed."""
+        ...
 
     # -- runtime status -----------------------------------------------------
     def write_status(self, records: Sequence[StatusRecord]) -> None: ...

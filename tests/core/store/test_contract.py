@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 
 from strategy_manager.core.errors import SnapshotError, StoreError
-from strategy_manager.core.store import SnapshotWrite, StatusRecord
+from strategy_manager.core.store import AccountHalt, SnapshotWrite, StatusRecord
 from strategy_manager.core.store.codec import SnapshotBatchError
 
 from .conftest import START
@@ -331,6 +331,48 @@ def test_status_is_written_replaced_and_read(store):
     failed = records["u2:X:k"]
     assert (failed.restarts, failed.last_error, failed.next_transition_at) == (3, "boom", beat)
     assert failed.details["odd"].startswith("<object")
+
+
+# -- account halts ---------------------------------------------------------------------
+
+
+def test_a_halt_is_stored_replaced_listed_and_resumed(store):
+    assert store.list_halts() == []
+    first = AccountHalt("paper", "runaway losses", False, START, by="ops@desk")
+    store.halt_account(first)
+    store.halt_account(AccountHalt("ctp:main", "", True, START + timedelta(seconds=1), by="cli"))
+    assert store.list_halts() == [AccountHalt("ctp:main", "", True, START + timedelta(seconds=1), "cli"), first]
+    replaced = AccountHalt("paper", "again", True, START + timedelta(seconds=2), by="other")
+    store.halt_account(replaced)
+    assert [h for h in store.list_halts() if h.account == "paper"] == [replaced]
+    assert store.resume_account("paper") is True
+    assert store.resume_account("paper") is False
+    assert [h.account for h in store.list_halts()] == ["ctp:main"]
+
+
+def test_the_halts_token_moves_on_every_change_and_only_then(store):
+    tokens = [store.halts_token()]
+    assert store.halts_token() == tokens[0]
+    store.upsert_strategy(doc())  # documents do not move it
+    assert store.halts_token() == tokens[0]
+    store.halt_account(AccountHalt("paper", "x", halted_at=START))
+    tokens.append(store.halts_token())
+    store.halt_account(AccountHalt("paper", "x", halted_at=START))  # the same halt written again
+    tokens.append(store.halts_token())
+    store.resume_account("paper")
+    tokens.append(store.halts_token())
+    store.halt_account(AccountHalt("paper", "x", halted_at=START))
+    tokens.append(store.halts_token())
+    assert all(before != after for before, after in itertools.pairwise(tokens)), tokens
+    assert store.halts_token() == tokens[-1]
+
+
+def test_a_halt_written_through_one_handle_is_seen_by_another(backend, clock):
+    one, two = backend.open(clock), backend.open(clock)
+    before = two.halts_token()
+    one.halt_account(AccountHalt("paper", "kill switch", halted_at=START, by="cli"))
+    assert two.halts_token() != before
+    assert [h.reason for h in two.list_halts()] == ["kill switch"]
 
 
 # -- notification ----------------------------------------------------------------------

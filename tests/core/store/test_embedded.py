@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from strategy_manager.core.errors import StoreError
 from strategy_manager.core.settings import Settings
-from strategy_manager.core.store import SnapshotWrite, open_store
+from strategy_manager.core.store import SnapshotWrite, codec, open_store
 from strategy_manager.core.store.embedded import EmbeddedStore
+from strategy_manager.core.store.protocol import StatusRecord
 
 SHARED = "shared:600000.SH:k"
 T0 = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)
@@ -51,7 +52,9 @@ def test_processes_opening_a_new_store_at_the_same_moment_all_succeed(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     opened, trials = 4, 30
     barrier, results = ctx.Barrier(opened), ctx.Queue()
-    procs = [ctx.Process(target=_opener, args=(str(tmp_path), trials, barrier, results)) for _ in range(opened)]
+    procs = [
+        ctx.Process(target=_opener, args=(str(tmp_path), trials, barrier, results)) for _ in range(opened)
+    ]
     for p in procs:
         p.start()
     failures = [f for _ in procs for f in results.get(timeout=120)]
@@ -148,3 +151,31 @@ def test_expired_leases_compare_by_time_not_text(tmp_path):
     assert store.claim(["s"], "b", T0 + timedelta(milliseconds=499), 1) == {}
     assert store.claim(["s"], "b", T0 + timedelta(milliseconds=500), 1)["s"].epoch == 2
     store.close()
+
+
+@pytest.mark.parametrize(
+    "heartbeat",
+    [
+        datetime(2026, 11, 28, 9, 1, 2, 345678, tzinfo=UTC),
+        datetime(2026, 11, 28, 9, 1, 2, tzinfo=UTC),
+        datetime(1960, 1, 1, 0, 0, 0, 1000, tzinfo=UTC),
+        datetime(2026, 11, 28, 17, 1, 2, tzinfo=timezone(timedelta(hours=8))),
+    ],
+)
+def test_status_text_reads_back_as_the_extended_json_encoder_writes_it(heartbeat):
+    record = StatusRecord(
+        strategy_id="u:600000.SH:k",
+        state="RUNNING",
+        engine="demo",
+        owner="host:1:abc",
+        heartbeat=heartbeat,
+        restarts=2,
+        last_error="价格 bad",
+        next_transition="close",
+        next_transition_at=None,
+        details={"when": heartbeat, "nested": {"a": [1, 2.5, None, "x"]}, 3: "int key"},
+    )
+    fast = codec.decode_row(codec.status_text(record))
+    slow = codec.decode_row(codec.dump_document(codec.status_to_document(record)))
+    assert fast == slow
+    assert codec.status_from_document(fast).heartbeat == codec.to_ms(heartbeat)

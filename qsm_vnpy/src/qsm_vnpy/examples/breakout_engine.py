@@ -64,11 +64,19 @@ class BreakoutEngine:
         for index, bar in enumerate(read_bars(self.csv, "Asia/Shanghai")):
             if self._stop.is_set():
                 return
-            am.update_bar(BarData(
-                symbol=code, exchange=Exchange.LOCAL, datetime=bar.datetime, interval=Interval.MINUTE,
-                open_price=bar.open, high_price=bar.high, low_price=bar.low, close_price=bar.close,
-                gateway_name="CSV",
-            ))
+            am.update_bar(
+                BarData(
+                    symbol=code,
+                    exchange=Exchange.LOCAL,
+                    datetime=bar.datetime,
+                    interval=Interval.MINUTE,
+                    open_price=bar.open,
+                    high_price=bar.high,
+                    low_price=bar.low,
+                    close_price=bar.close,
+                    gateway_name="CSV",
+                )
+            )
             if index < self.bars_seen:  # seen before the restart: only warms the indicators up
                 continue
             with self._lock:
@@ -81,9 +89,9 @@ class BreakoutEngine:
         if not am.inited:
             return
         highs, lows = am.high[:-1], am.low[:-1]
-        if self.position == 0 and close > highs[-self.window:].max():
+        if self.position == 0 and close > highs[-self.window :].max():
             self.position = 1
             self.signals.append({"at": when, "side": "buy", "price": close})
-        elif self.position == 1 and close < lows[-self.window:].min():
+        elif self.position == 1 and close < lows[-self.window :].min():
             self.position = 0
             self.signals.append({"at": when, "side": "sell", "price": close})
