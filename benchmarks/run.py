@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent import futures
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -305,8 +306,12 @@ def bench_snapshot(tmp: Path, n: int) -> None:
     wait_until(lambda: all_running(orch, n), 60)
     times = []
     for _ in range(5):
+        # A round: every running engine asked, each state written to the store.
+        wait_until(lambda: not any(orch._busy(s) for s in orch.slots.values()), 30)
         t0 = time.perf_counter()
         written = orch.snapshot_all()
+        futures.wait(orch._snapshot_round, timeout=60)
+        wait_until(lambda: not orch.snapshots.pending_ids(), 60)
         times.append(time.perf_counter() - t0)
     size = sum(len(json.dumps(s.worker.snapshot())) for s in orch.slots.values() if s.worker)
     orch.stop()

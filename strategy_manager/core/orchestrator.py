@@ -411,6 +411,7 @@ class MultiStrategyOrchestrator:
                     due.poll - mono,
                     due.flush - mono if self._dirty else due.poll - mono,
                     self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+                    0.0 if self._visit else due.poll - mono,  # what the turn's end marked
                 ),
             )
             planned = time.monotonic() + wait
