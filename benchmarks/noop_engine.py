@@ -45,3 +45,24 @@ def qsm_stop_engine(engine: Engine, context: Any) -> None:
 @hookimpl
 def qsm_snapshot_engine(engine: Engine, context: Any) -> dict[str, Any]:
     return dict(engine.state)
+
+
+class NoopStrategy:
+    """The same nothing as a user class, for the built-in ``python`` engine
+    (``engine_class: noop_engine.NoopStrategy`` with this folder in ``import_paths``):
+    how the scale-out benchmark's hosts load it without installing a plugin."""
+
+    def __init__(self, symbol: str, params: dict[str, Any]) -> None:
+        self.state: dict[str, Any] = {"symbol": symbol}
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.state)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.state = dict(state)

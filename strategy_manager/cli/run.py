@@ -102,6 +102,13 @@ def make_clock(kind: str, start: str | None, speed: float) -> Clock:
     metavar="HOST:PORT",
     help="Serve the dashboard, the HTTP API and /metrics here (setting http_listen; needs the web extra).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["threads", "ray"]),
+    default=None,
+    help="threads: this process runs every strategy (the default); ray: spread over a Ray cluster.",
+)
+@click.option("--ray-address", default=None, help="With --executor ray: the cluster, host:port or auto.")
 @quiet_option
 @pass_app
 def run(
@@ -112,6 +119,8 @@ def run(
     speed: float,
     poll_interval: float | None,
     events_format: str,
+    executor: str | None,
+    ray_address: str | None,
     http_listen: str | None,
 ) -> None:
     """Run the orchestrator: start, pause and stop strategies by their schedule.
@@ -129,6 +138,24 @@ def run(
     settings = app.settings
     if poll_interval is not None:
         settings = attrs.evolve(settings, poll_interval=poll_interval)
+    if executor is not None:
+        settings = attrs.evolve(settings, executor=executor)
+    if ray_address is not None:
+        settings = attrs.evolve(settings, ray_address=ray_address)
+    listen = http_listen or settings.http_listen
+    if settings.executor == "ray":
+        if clock_kind == "sim":
+            raise click.UsageError("--clock sim runs in one process; it needs --executor threads")
+        if listen:
+            raise click.UsageError(
+                "--http serves the orchestrator of this process; with --executor ray the strategies run "
+                "in the hosts, which serve no HTTP: unset http_listen, or use --executor threads"
+            )
+        if not settings.ray_address:
+            raise click.UsageError(
+                "executor ray needs the cluster's address: --ray-address host:port "
+                "(or QSM_RAY_ADDRESS; 'auto' for the cluster this machine belongs to)"
+            )
     clock = make_clock(clock_kind, start, speed)
     seconds = parse_duration(duration) if duration else None
     as_json = events_format == "json"
@@ -148,7 +175,9 @@ def run(
         events_log.disabled = True
         click.get_current_context().call_on_close(lambda: setattr(events_log, "disabled", False))
     store = app.store(create=True)
-    listen = http_listen or settings.http_listen
+    if settings.executor == "ray":
+        _run_on_ray(app, settings, store, seconds, show, as_json)
+        return
     web = _web_server(app, settings, listen, clock) if listen else None
     sink = show
     if web is not None:
@@ -210,6 +239,43 @@ def run(
     _exit_despite_leaked_threads(1 if orchestrator.fatal is not None else 0)
     if orchestrator.fatal is not None:
         raise SystemExit(1)
+
+
+def _run_on_ray(app: App, settings: Any, store: Any, seconds: float | None, show: Any, as_json: bool) -> None:
+    """The driver of a Ray fleet: hosts on the cluster's nodes run the strategies."""
+    from strategy_manager.scaleout.ray_driver import RayDriver
+
+    driver = RayDriver(
+        settings,
+        store,
+        settings.ray_address,
+        on_event=show,
+        log_level=logging.getLogger().getEffectiveLevel(),
+        log_to_driver=not app.quiet,
+    )
+    where = f"{store.kind} at {store.location}"
+    if as_json:
+        begin = {"event": "begin", "executor": "ray", "cluster": settings.ray_address, "store": where}
+        emit_json_line({"time": SystemClock().now(), **begin})
+    elif not app.quiet:
+        click.echo(f"ray driver: cluster {settings.ray_address}; store {where}")
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if driver.stopping:
+            click.echo("second signal: exiting now", err=True)
+            os._exit(130)
+        click.echo(f"{signal.Signals(signum).name}: stopping every host...", err=True)
+        driver.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    driver.run(seconds)
+    workers = [attrs.asdict(r) for r in store.read_status()]
+    if as_json:
+        emit_json_line({"time": SystemClock().now(), "event": "summary", **summarize(workers)})
+    elif not app.quiet:
+        for line in summary_lines(workers, app.color):
+            click.echo(line)
 
 
 def _web_server(app: App, settings: Any, listen: str, clock: Clock) -> Any:
@@ -295,7 +361,8 @@ def summary_lines(workers: list[dict[str, Any]], color: bool = False) -> list[st
 )
 @pass_app
 def status(app: App, as_json: bool, check: bool) -> None:
-    """Every strategy's runtime state, as its orchestrator last wrote it.
+    """Every strategy's runtime state, as its orchestrator last wrote it, and where it
+    runs (HOST: host:pid, and the Ray node with executor ray).
 
     A strategy whose orchestrator has not renewed its heartbeat within lease_seconds
     (killed, frozen or cut off) shows as STALE, with the state it last reported.
@@ -318,6 +385,8 @@ def status(app: App, as_json: bool, check: bool) -> None:
 
 
 def _status_table(app: App, views: list[Any]) -> None:
+    from strategy_manager.cli.hosts import shown_place
+
     rows = []
     for v in views:
         r = v.record
@@ -327,9 +396,10 @@ def _status_table(app: App, views: list[Any]) -> None:
             else "-"
         )
         state = f"{v.state} (was {r.state})" if v.stale else v.state
-        rows.append([r.strategy_id, state, r.engine, r.restarts, shown_time(v.owner_heartbeat), nxt])
+        place = shown_place(v.host, v.pid, v.node)
+        rows.append([r.strategy_id, state, r.engine, r.restarts, shown_time(v.owner_heartbeat), nxt, place])
     lines = table(
-        ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT"],
+        ["STRATEGY", "STATE", "ENGINE", "RESTARTS", "HEARTBEAT", "NEXT", "HOST"],
         rows,
         right=(3,),
         paint={1: lambda s, n: paint_state(s, n, app.color)},
@@ -430,6 +500,9 @@ def _matches(document: dict[str, Any], ident: str) -> bool:
 
 
 def register(cli: click.Group) -> None:
+    from strategy_manager.cli import hosts
+
     cli.add_command(run)
+    hosts.register(cli)
     cli.add_command(status)
     cli.add_command(schedule)

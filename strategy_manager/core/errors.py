@@ -65,3 +65,8 @@ class HookTimeout(HookError):
 
 class ScheduleError(QsmError):
     """A trading calendar or schedule cannot be built."""
+
+
+class ExecutorError(QsmError):
+    """The chosen executor cannot run: Ray not installed, its cluster unreachable, or
+    no node of it offered to run strategies."""

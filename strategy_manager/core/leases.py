@@ -31,9 +31,10 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from attrs import define, field
 
@@ -59,8 +60,11 @@ def _pid_namespace() -> str:
         return ""
 
 
-def this_process(now: datetime, owner: str | None = None) -> OwnerRecord:
-    """The heartbeat record of this process, with a fresh owner id unless given."""
+def this_process(
+    now: datetime, owner: str | None = None, details: Mapping[str, Any] | None = None
+) -> OwnerRecord:
+    """The heartbeat record of this process, with a fresh owner id unless given;
+    ``details`` say more about where it runs (a Ray host's node id)."""
     host, pid = socket.gethostname(), os.getpid()
     return OwnerRecord(
         owner=owner or f"{host}:{pid}:{secrets.token_hex(4)}",
@@ -70,6 +74,7 @@ def this_process(now: datetime, owner: str | None = None) -> OwnerRecord:
         pid_namespace=_pid_namespace(),
         started_at=now,
         heartbeat=now,
+        details=dict(details or {}),
     )
 
 
@@ -96,9 +101,12 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
+    except PermissionError:  # someone else's
+        pass
+    # A process that has exited but is not reaped yet (a Ray worker whose node was
+    # killed, until init reaps it) still answers kill(0), and does nothing any more.
+    stat = _read(f"/proc/{pid}/stat")
+    return not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] not in ("Z", "X")
 
 
 #: Leases claimed per store call: a round of thousands goes in chunks, renewals between.
@@ -191,6 +199,14 @@ class LeaseKeeper:
         if new or gone & self._held.keys():
             self._wake.set()
 
+    def claim_now(self) -> None:
+        """Try the wanted leases held elsewhere now rather than at the next retry (their
+        holder is known to have gone quiet). The store still decides: a lease that has
+        not expired stays where it is."""
+        with self._lock:
+            self._next_claim = 0.0
+        self._wake.set()
+
     # -- the thread ----------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
@@ -251,14 +267,23 @@ class LeaseKeeper:
 
     def _renew(self) -> None:
         sent = steady()
+        now = self.wall.now()
+        # The heartbeat first, stamped with the renewal's time: a process judged by its
+        # heartbeat (silent for a lease = its leases have expired, as the Ray driver judges)
+        # must never show one older than its latest renewal, even if it stops in between.
+        try:
+            self.store.write_owner(self._heartbeat(at=now))
+        except QsmError as exc:  # the leases matter more: renew them all the same
+            log.warning("heartbeat of %s not written: %s", self.owner, exc)
         known = None if self._uncertain else list(self._held)
-        ours = self.store.renew(self.owner, self.wall.now(), self.lease_seconds, known)
+        ours = self.store.renew(self.owner, now, self.lease_seconds, known)
         self.renewals += 1
         self.last_renewal = sent
         self._uncertain = False
         lost: set[str] = set()
         claimed: dict[str, Lease] = {}
         with self._lock:
+            before = dict(self._valid_until)
             if ours is not None:  # the store says exactly what we hold
                 for sid, lease in list(self._held.items()):
                     if ours.get(sid) != lease.epoch:
@@ -271,6 +296,16 @@ class LeaseKeeper:
                         claimed[sid] = self._held[sid]
             for sid in self._held:
                 self._valid_until[sid] = sent + self.fence_seconds
+            # A deadline that passed before this renewal took effect (the process or this
+            # thread was held up) may have latched an engine's fence for good, though
+            # nobody noticed it expire: it counts as expired, so the engine is restarted.
+            now_steady = steady()
+            late = (
+                set()
+                if self.keep_running
+                else {s for s in self._held if before.get(s, now_steady) < now_steady} - self._expired
+            )
+            self._expired |= late
             # Leases that had expired here are valid again, unless this renewal took so
             # long that its own deadline has passed too.
             if sent + self.fence_seconds > steady():
@@ -278,10 +313,13 @@ class LeaseKeeper:
                 claimed.update({sid: self._held[sid] for sid in back if sid in self._held})
                 self._expired.clear()
             self._expired -= lost
-        try:
-            self.store.write_owner(self._heartbeat())
-        except QsmError as exc:  # the leases are renewed; the heartbeat is only for display
-            log.warning("heartbeat of %s not written: %s", self.owner, exc)
+        if late:
+            log.error(
+                "%d leases renewed after their engines' fence had passed: restarting them (%s)",
+                len(late),
+                _some(late),
+            )
+            self.on_change(LeaseChange(expired=frozenset(late)))
         if lost or claimed:
             if lost:
                 log.warning("%d leases were taken by another process: %s", len(lost), _some(lost))
@@ -386,10 +424,10 @@ class LeaseKeeper:
             )
             self.on_change(LeaseChange(expired=frozenset(expired)))
 
-    def _heartbeat(self, stopped: bool = False) -> OwnerRecord:
+    def _heartbeat(self, stopped: bool = False, at: datetime | None = None) -> OwnerRecord:
         from attrs import evolve
 
-        return evolve(self.record, heartbeat=self.wall.now(), leases=len(self._held), stopped=stopped)
+        return evolve(self.record, heartbeat=at or self.wall.now(), leases=len(self._held), stopped=stopped)
 
 
 def _some(ids: Iterable[str], shown: int = 5) -> str:

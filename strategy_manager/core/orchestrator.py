@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from contextlib import AbstractContextManager
@@ -51,7 +51,7 @@ from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings, validate_settings
 from strategy_manager.core.snapshots import SnapshotWriter
-from strategy_manager.core.spec import StrategySpec, describe, parse_strategy
+from strategy_manager.core.spec import StrategySpec, parse_document, parse_strategy
 from strategy_manager.core.store import AccountHalt, Lease, Snapshot, SnapshotWrite, StatusRecord, Store
 from strategy_manager.core.supervision import judge, permanent
 from strategy_manager.core.telemetry import NO_TELEMETRY, Telemetry
@@ -177,8 +177,14 @@ class MultiStrategyOrchestrator:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         owner: str | None = None,
+        assigned: Callable[[str], bool] | None = None,
+        owner_details: Mapping[str, Any] | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
+        """``assigned`` restricts this orchestrator to a share of the strategies (a
+        scale-out host's, a shard's): it claims only those for which it answers True,
+        and hands over those it stops answering True for (see :meth:`reassigned`);
+        None runs them all. ``owner_details`` go into this process's heartbeat record."""
         validate_settings(settings)
         self.settings = settings
         self.store = store
@@ -192,7 +198,8 @@ class MultiStrategyOrchestrator:
         self.telemetry = telemetry or NO_TELEMETRY
         if telemetry is not None:
             self.registry.telemetry = telemetry
-        self.record = this_process(self.wall.now(), owner)
+        self.assigned: Callable[[str], bool] = assigned or _everything
+        self.record = this_process(self.wall.now(), owner, owner_details)
         self.owner = self.record.owner
         self.keeper = LeaseKeeper(
             store, settings, lambda change: self._post("leases", "", change), self.record, self.wall
@@ -361,6 +368,14 @@ class MultiStrategyOrchestrator:
         self._force = True
         self._wake.set()
 
+    def reassigned(self, claim_now: bool = False) -> None:
+        """``assigned`` answers differently now: claim what was added, hand over what was
+        taken away (snapshot, stop, release). From any thread. ``claim_now``: the
+        holder of some of them has gone quiet, so try their leases at once."""
+        self._post("assigned", "", None)
+        if claim_now:
+            self.keeper.claim_now()
+
     def restart(self, strategy_id: str) -> None:
         """Ask the control loop to restart ``strategy_id`` (from any thread; never
         blocks): a running engine is stopped with a snapshot and started again from
@@ -396,6 +411,7 @@ class MultiStrategyOrchestrator:
                     due.poll - mono,
                     due.flush - mono if self._dirty else due.poll - mono,
                     self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+                    0.0 if self._visit else due.poll - mono,  # what the turn's end marked
                 ),
             )
             planned = time.monotonic() + wait
@@ -461,6 +477,7 @@ class MultiStrategyOrchestrator:
             and s.spec is not None
             and s.spec.enabled
             and s.policy is not None
+            and self.assigned(s.id)
             for s in self.slots.values()
         )
         if pending and self._claim_hold is None:
@@ -588,12 +605,7 @@ class MultiStrategyOrchestrator:
             self._forget_if_idle(slot)
 
     def _parse(self, document: Any, index: int) -> tuple[str, StrategySpec | None, str | None]:
-        try:
-            spec = parse_strategy(document)
-        except QsmError as exc:
-            ident = describe(document)
-            return (f"document #{index}" if ident == "document" else ident), None, str(exc)
-        return spec.id, spec, None
+        return parse_document(document, index)
 
     def _update_slot(
         self,
@@ -695,12 +707,15 @@ class MultiStrategyOrchestrator:
                 wanting.discard(sid)
                 changed = True
         if changed or len(wanting) != len(self._wanted):
+            if self._dirty & (self._wanted - wanting):
+                # Their last status (a hand-over's STANDBY) goes out while the lease is still ours.
+                self._flush_status()
             self._wanted = frozenset(wanting)
             self.keeper.want(self._wanted)
 
     def _wants_lease(self, s: Slot) -> bool:
         return (
-            (s.spec is not None and s.spec.enabled and not s.removed)
+            (s.spec is not None and s.spec.enabled and not s.removed and self.assigned(s.id))
             or s.worker is not None
             or self._busy(s)
             or self.snapshots.pending(s.id) is not None
@@ -762,6 +777,9 @@ class MultiStrategyOrchestrator:
         else:
             slots = [self.slots[sid] for sid in sorted(visit) if sid in self.slots]
         for slot in slots:
+            if not self.assigned(slot.id):
+                self._hand_over(slot)
+                continue
             if slot.spec is None or slot.policy is None or not slot.spec.enabled or self._busy(slot):
                 continue
             if slot.checked != slot.version:
@@ -806,6 +824,20 @@ class MultiStrategyOrchestrator:
         starts = [s for s in starts if self.snapshots.pending(s.id) is None]
         if starts:
             self._start_all(starts)
+
+    def _hand_over(self, slot: Slot) -> None:
+        """A strategy assigned elsewhere now: stop its engine here with a last snapshot;
+        its lease is released once nothing here needs it (see :meth:`_want`)."""
+        if self._busy(slot) or slot.worker is None:
+            return
+        if slot.worker.context is not None:
+            self._emit("moved", slot.id, "assigned elsewhere; snapshotting and stopping")
+            self._submit_stop(slot, WorkerState.STANDBY, forget=True)
+        else:
+            slot.worker = None
+        slot.state = WorkerState.STANDBY
+        self._visit.add(slot.id)  # its lease is released once nothing here needs it
+        self._dirty.add(slot.id)
 
     # -- accounts ----------------------------------------------------------------
     def _poll_halts(self) -> bool:
@@ -1055,6 +1087,9 @@ class MultiStrategyOrchestrator:
         if kind == "leases":
             self._on_leases(payload)
             return
+        if kind == "assigned":  # the share changed: any strategy may be added or taken away
+            self._visit_all = True
+            return
         if kind == "account-derived":
             self._on_account_derived(ident, payload)
             return
@@ -1266,7 +1301,7 @@ class MultiStrategyOrchestrator:
         the lease (checked now, on the fence's clock), or when the document itself
         keeps the strategy from running anywhere."""
         if slot.spec is None or not slot.spec.enabled:
-            return slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED)
+            return slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED) and self.assigned(slot.id)
         return self.keeper.lease(slot.id) is not None
 
     def _shutdown(self, timeout: float) -> None:
@@ -1323,6 +1358,10 @@ class MultiStrategyOrchestrator:
         if pool is not None:
             pool.shutdown()
             self.pool = None
+
+
+def _everything(strategy_id: str) -> bool:
+    return True
 
 
 def _without_prefix(message: str, ident: str) -> str:

@@ -227,6 +227,18 @@ class Settings:
         default=False,
         metadata=_meta("QSM_HTTP_AUTH_READS", "the HTTP API's reads and /metrics need the token too"),
     )
+    executor: str = field(
+        default="threads",
+        metadata=_meta(
+            "QSM_EXECUTOR",
+            "threads (this process runs every strategy) or ray (strategies spread over a Ray "
+            "cluster's nodes; needs the ray extra)",
+        ),
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata=_meta("QSM_RAY_ADDRESS", "the Ray cluster executor ray joins: host:port, or auto"),
+    )
 
     @property
     def store_kind(self) -> str:
@@ -404,6 +416,7 @@ def validate_settings(s: Settings) -> None:
         "lunch_break": ("keep_running", "pause"),
         "calendar_end_policy": ("weekdays", "stop"),
         "on_lease_loss": ("stop", "keep_running"),
+        "executor": ("threads", "ray"),
     }
     for name, allowed in choices.items():
         if getattr(s, name) not in allowed:

@@ -17,7 +17,7 @@ import cattrs
 from attrs import define, field, fields
 from cattrs.v import format_exception
 
-from strategy_manager.core.errors import InvalidStrategy
+from strategy_manager.core.errors import InvalidStrategy, QsmError
 
 #: A store returns a row it cannot decode as a document holding the reason under
 #: this key (no user document can hold it: keys may not start with '$').
@@ -137,6 +137,17 @@ def describe(document: Any) -> str:
         if "_id" in document:
             return f"document _id={_short(document['_id'])}"
     return "document"
+
+
+def parse_document(document: Any, index: int) -> tuple[str, StrategySpec | None, str | None]:
+    """The ident and spec of the ``index``-th document of a listing, or its ident and why
+    it is invalid. Whatever divides strategies among processes names them by this ident."""
+    try:
+        spec = parse_strategy(document)
+    except QsmError as exc:
+        ident = describe(document)
+        return (f"document #{index}" if ident == "document" else ident), None, str(exc)
+    return spec.id, spec, None
 
 
 def parse_strategy(document: Any) -> StrategySpec:

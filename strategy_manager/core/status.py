@@ -34,6 +34,9 @@ class StatusView:
     owner_heartbeat: datetime | None
     #: The owner's host, from its heartbeat record.
     host: str | None
+    #: The owner's pid, and its Ray node with executor ray (from the same record).
+    pid: int | None = None
+    node: str | None = None
 
     @property
     def strategy_id(self) -> str:
@@ -52,6 +55,8 @@ class StatusView:
         data["state"] = self.state
         data["owner_heartbeat"] = self.owner_heartbeat
         data["host"] = self.host
+        data["pid"] = self.pid
+        data["node"] = self.node
         return data
 
 
@@ -68,7 +73,12 @@ def judge(
         # A cleanly stopped owner wrote its final word; a silent one may be dead.
         gone = owner is None or (not owner.stopped and (beat is None or now - beat > limit))
         state = STALE if gone and record.state not in SETTLED else record.state
-        views.append(StatusView(record, state, beat, owner.host if owner is not None else None))
+        where = (
+            (owner.host, owner.pid, owner.details.get("ray_node"))
+            if owner is not None
+            else (None, None, None)
+        )
+        views.append(StatusView(record, state, beat, *where))
     return sorted(views, key=lambda v: v.strategy_id)
 
 
