@@ -19,28 +19,29 @@ demo: $(STAMP)
 	$(BIN)/strategy-manager --config-dir examples/demo-config run --clock sim --start 2026-11-24T09:00+08:00 --speed 600 --for 6.5h
 	@echo "The demo's store: $(BIN)/strategy-manager --config-dir examples/demo-config status"
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not ray"
+# Every test, the Ray executor's included (they need the ray extra, installed here).
+test: $(RAY_STAMP)
+	$(BIN)/python -m pytest -q
 
-# The Ray executor's tests: simulated clusters (a head and 3 nodes) through node crashes
-# and frozen processes, a few minutes. They need the ray extra, installed here.
+# The Ray executor's tests alone: simulated clusters (a head and 3 nodes) through node
+# crashes and frozen processes, a few minutes.
 test-ray: $(RAY_STAMP)
-	@$(BIN)/python -c 'import ray' || { echo "Ray is not in $(VENV): rm $(RAY_STAMP) and run make test-ray again" >&2; exit 1; }
 	$(BIN)/python -m pytest -q -m ray tests/scaleout
 
 install-ray: $(RAY_STAMP)
 
 $(RAY_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[ray]'
+	@$(BIN)/python -c 'import ray' || { echo "Ray did not install into $(VENV) (a cp313 wheel from PyPI is needed)" >&2; exit 1; }
 	touch $(RAY_STAMP)
 
 # The suite three times in a row beside two CPU-bound processes (one per core): tests
 # wait on conditions, never on an idle machine.
-test-under-load: $(STAMP)
+test-under-load: $(RAY_STAMP)
 	@set -e; hogs=""; \
 	for core in 1 2; do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; \
 	trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
-	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(BIN)/python -m pytest -q -m "not ray"; done
+	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(BIN)/python -m pytest -q; done
 
 install: $(STAMP)
 
