@@ -394,28 +394,33 @@ class MultiStrategyOrchestrator:
         due = _Due(snapshot=self.clock.now() + timedelta(seconds=self.settings.snapshot_interval))
         late: float | None = None
         while not self._stopping.is_set():
-            self._wake.clear()
-            began = time.monotonic()
-            with self._clock_hold():  # the work of one wake-up costs no simulated time
-                self._turn(due)
-                wake_at = min(
-                    t for t in (due.schedule, due.accounts, due.snapshot, self._until) if t is not None
+            try:
+                self._wake.clear()
+                began = time.monotonic()
+                with self._clock_hold():  # the work of one wake-up costs no simulated time
+                    self._turn(due)
+                    wake_at = min(
+                        t for t in (due.schedule, due.accounts, due.snapshot, self._until) if t is not None
+                    )
+                    self._set_barrier(wake_at)  # a simulated clock waits for us there
+                    self._hold_for_claims()
+                self.telemetry.loop_turned(late, time.monotonic() - began)
+                mono = time.monotonic()
+                wait = max(
+                    0.005,
+                    min(
+                        due.poll - mono,
+                        due.flush - mono if self._dirty else due.poll - mono,
+                        self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
+                        0.0 if self._visit else due.poll - mono,  # what the turn's end marked
+                    ),
                 )
-                self._set_barrier(wake_at)  # a simulated clock waits for us there
-                self._hold_for_claims()
-            self.telemetry.loop_turned(late, time.monotonic() - began)
-            mono = time.monotonic()
-            wait = max(
-                0.005,
-                min(
-                    due.poll - mono,
-                    due.flush - mono if self._dirty else due.poll - mono,
-                    self.clock.real_seconds((wake_at - self.clock.now()).total_seconds()),
-                    0.0 if self._visit else due.poll - mono,  # what the turn's end marked
-                ),
-            )
-            planned = time.monotonic() + wait
-            late = None if self._wake.wait(wait) else max(0.0, time.monotonic() - planned)
+                planned = time.monotonic() + wait
+                late = None if self._wake.wait(wait) else max(0.0, time.monotonic() - planned)
+            except Exception:  # outside a turn; the loop must not end while engines run
+                log.exception("orchestrator loop error")
+                late = None
+                self._stopping.wait(min(1.0, self.settings.poll_interval))
         watch_stop.set()
         self._set_barrier(None)
         self._release_claim_hold()

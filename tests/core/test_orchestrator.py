@@ -348,3 +348,26 @@ def test_an_engine_that_finishes_while_starting_stays_finished(settings):
     assert orch.slots["u:DONE:k"].state == "FINISHED"
     assert {r.strategy_id: r.state for r in store.read_status()}["u:DONE:k"] == "FINISHED"
     assert events.of("u:DONE:k", "started") == []  # it never ran as far as anyone can see
+
+
+def test_an_error_between_two_turns_of_the_control_loop_does_not_end_it(settings, monkeypatch, caplog):
+    orch, store, events = orchestrator(settings, SystemClock())
+    failures = []
+    original = orch.telemetry.loop_turned
+
+    def loop_turned(late, took):
+        if not failures:
+            failures.append("once")
+            raise RuntimeError("telemetry broke")
+        original(late, took)
+
+    monkeypatch.setattr(orch.telemetry, "loop_turned", loop_turned)
+    orch.start()
+    try:
+        wait_for(lambda: failures, 10, "the first turn's telemetry")
+        store.upsert_strategy(doc("002050.SZ", "after", schedule={"mode": "always"}))
+        orch.wake()
+        events.wait_for("u:002050.SZ:after", "started")
+        assert "telemetry broke" in caplog.text and orch._thread.is_alive()
+    finally:
+        orch.stop()
