@@ -22,13 +22,13 @@ import pytest
 
 pytest.importorskip("ray", reason="Ray is not installed: make test installs it (the ray extra)")
 
-from strategy_manager.core.context import safe_dirname  # noqa: E402
-from strategy_manager.core.settings import Settings  # noqa: E402
-from strategy_manager.core.store import open_store  # noqa: E402
-from tests.conftest import run_cli, wait_for  # noqa: E402
-from tests.reliability.harness import demo_document, run_env, stop  # noqa: E402
-from tests.scaleout.ray_cluster import simulated_cluster  # noqa: E402
-from tests.scaleout.store_server import store_server  # noqa: E402
+from strategy_manager.core.context import safe_dirname
+from strategy_manager.core.settings import Settings
+from strategy_manager.core.store import open_store
+from tests.conftest import run_cli, wait_for
+from tests.reliability.harness import demo_document, run_env, stop
+from tests.scaleout.ray_cluster import simulated_cluster
+from tests.scaleout.store_server import store_server
 
 pytestmark = pytest.mark.ray
 
