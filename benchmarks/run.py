@@ -231,12 +231,12 @@ def bench_params_edit(tmp: Path, changes: int) -> None:
     edits come at a random moment of the poll interval: one made right after the last
     one was applied would keep the same phase against the poll every time."""
     rng = random.Random(7)
+    sid = "bench:S00000.SH:k"
     for woken in (False, True):
         for engine in ("noop", "noop-inplace"):
             settings = Settings(data_dir=str(tmp / f"edit-{engine}-{woken}"), poll_interval=0.2)
             store = open_store(settings)
             fill(store, 20, engine)
-            sid = "bench:S00000.SH:k"
             applied = threading.Event()
 
             def on_event(kind: str, ident: str, detail: str, applied: threading.Event = applied) -> None:
