@@ -328,10 +328,11 @@ class EngineWorker(StrategyWorker):
             return "the engine does not take params in place"
         done = threading.Event()
         outcome: list[str | None] = []
+        running = self.context  # a late thread must not reach an engine started after this call
 
         def call() -> None:
             try:
-                outcome.append(self._update_params(spec))
+                outcome.append(self._update_params(spec, running))
             finally:
                 done.set()
 
@@ -340,11 +341,12 @@ class EngineWorker(StrategyWorker):
             return f"qsm_update_params did not return within {timeout:g}s"
         return outcome[0] if outcome else "qsm_update_params failed"
 
-    def _update_params(self, spec: StrategySpec) -> str | None:
+    def _update_params(self, spec: StrategySpec, running: EngineContext | None) -> str | None:
         with self._lock:
             context = self.context
             if (
-                self.abandoned
+                context is not running
+                or self.abandoned
                 or self._state is not WorkerState.RUNNING
                 or self.engine is None
                 or context is None
