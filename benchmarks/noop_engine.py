@@ -47,6 +47,28 @@ def qsm_snapshot_engine(engine: Engine, context: Any) -> dict[str, Any]:
     return dict(engine.state)
 
 
+class InPlace:
+    """Engine ``noop-inplace``: the same nothing, taking an edit of its params in place
+    (``qsm_update_params``) where ``noop`` restarts."""
+
+    qsm_create_engine = staticmethod(qsm_create_engine)
+    qsm_restore_engine = staticmethod(qsm_restore_engine)
+    qsm_start_engine = staticmethod(qsm_start_engine)
+    qsm_stop_engine = staticmethod(qsm_stop_engine)
+    qsm_snapshot_engine = staticmethod(qsm_snapshot_engine)
+
+    @staticmethod
+    @hookimpl
+    def qsm_engine_info() -> dict[str, Any]:
+        return {"name": "noop-inplace", "version": "1", "capabilities": ["snapshot", "restore"]}
+
+    @staticmethod
+    @hookimpl
+    def qsm_update_params(engine: Engine, spec: Any, context: Any) -> bool:
+        engine.state["note"] = f"params {len(spec.params)}"
+        return True
+
+
 class NoopStrategy:
     """The same nothing as a user class, for the built-in ``python`` engine
     (``engine_class: noop_engine.NoopStrategy`` with this folder in ``import_paths``):

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -57,11 +58,12 @@ def row(what: str, figure: str, target: str | None = None, ok: bool | None = Non
 def registry(settings: Settings) -> EngineRegistry:
     reg = EngineRegistry(settings)
     reg.add_plugin("noop", noop_engine)
+    reg.add_plugin("noop-inplace", noop_engine.InPlace)
     return reg
 
 
-def fill(store: Any, n: int) -> None:
-    for doc in scale.documents(n, "noop"):
+def fill(store: Any, n: int, engine: str = "noop") -> None:
+    for doc in scale.documents(n, engine):
         store.upsert_strategy(doc)
 
 
@@ -220,6 +222,51 @@ def bench_hot_reload(tmp: Path, changes: int, mongo_uri: str | None) -> None:
         )
     if mongo_uri is not None:
         row("hot reload, change streams", "not measured: the wire server has no change streams")
+
+
+def bench_params_edit(tmp: Path, changes: int) -> None:
+    """An edit of params alone, restarted (``noop``) or taken in place (``noop-inplace``),
+    side by side: from the edit to the new params running, once as the poll finds it
+    and once with the orchestrator woken at once (what the apply itself costs). Polled
+    edits come at a random moment of the poll interval: one made right after the last
+    one was applied would keep the same phase against the poll every time."""
+    rng = random.Random(7)
+    sid = "bench:S00000.SH:k"
+    for woken in (False, True):
+        for engine in ("noop", "noop-inplace"):
+            settings = Settings(data_dir=str(tmp / f"edit-{engine}-{woken}"), poll_interval=0.2)
+            store = open_store(settings)
+            fill(store, 20, engine)
+            applied = threading.Event()
+
+            def on_event(kind: str, ident: str, detail: str, applied: threading.Event = applied) -> None:
+                if ident == sid and (kind == "started" or (kind == "reload" and "in place" in detail)):
+                    applied.set()
+
+            orch = MultiStrategyOrchestrator(settings, store, registry(settings), on_event=on_event)
+            orch.start()
+            wait_until(lambda orch=orch: all_running(orch, 20), 30)
+            latencies = []
+            for i in range(changes):
+                applied.clear()
+                if not woken:
+                    time.sleep(rng.uniform(0, settings.poll_interval))
+                t0 = time.perf_counter()
+                store.update_strategy(sid, {"params": {"n": i}})
+                if woken:
+                    orch.wake()
+                if applied.wait(10):
+                    latencies.append(time.perf_counter() - t0)
+            orch.stop()
+            store.close()
+            p50 = statistics.median(latencies)
+            p95 = statistics.quantiles(latencies, n=20)[18]
+            how = "taken in place" if engine == "noop-inplace" else "restart"
+            when = "woken at once" if woken else f"poll {settings.poll_interval}s"
+            row(
+                f"params edit, {how} ({when}), {len(latencies)} edits",
+                f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms",
+            )
 
 
 # -- 3. idle cost (in a child process, so memory is its own) -------------------------
@@ -463,8 +510,15 @@ def main() -> None:
         default=1000,
         help="largest N for cold start on MongoDB (the wire server is slow per query)",
     )
+    parser.add_argument(
+        "--params-edit", action="store_true", help="only the params edit: restart against in place"
+    )
     parser.add_argument("--idle-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.params_edit:
+        with tempfile.TemporaryDirectory() as folder:
+            bench_params_edit(Path(folder), 50 if args.quick else 200)
+        return
     if args.idle_child:
         n, seconds, data_dir, engine = args.idle_child
         print(json.dumps(idle_child(int(n), float(seconds), data_dir, engine)))
@@ -477,6 +531,7 @@ def main() -> None:
         bench_cold_start(sizes, tmp, repeat)
         bench_mongo_cold_start(tmp, uri, min(args.mongo_max, 1000), repeat)
         bench_hot_reload(tmp, 50 if args.quick else 200, uri)
+        bench_params_edit(tmp, 50 if args.quick else 200)
         bench_idle(tmp, 10 if args.quick else 60)
         bench_snapshot(tmp, 1000)
     bench_schedule(1000)

@@ -46,6 +46,9 @@ class TestVnpyCtaEngine(EngineConformance):
             },
         }
 
+    def edited_params(self, tmp_path):
+        return {**self.strategy_document(tmp_path)["params"], "fast_window": 7}
+
 
 class TestVnpyUserEngine(EngineConformance):
     engine = "vnpy"

@@ -8,7 +8,8 @@ below with ``@hookimpl``; it may leave out ``qsm_restore_engine`` and
 
 The core drives one *engine* (the object ``qsm_create_engine`` returns) per
 strategy. ``qsm_validate_engine`` is optional too, and recommended: it lets a bad
-document be refused before it is stored or started. ``context`` is the strategy's
+document be refused before it is stored or started. So is ``qsm_update_params``:
+an engine that implements it takes a params-only edit without a restart. ``context`` is the strategy's
 :class:`~strategy_manager.core.context.EngineContext`: its spec, a private data
 directory, a logger, the clock, ``options`` (the engine's section of the
 ``engine_options`` setting), ``load_class`` for every class a document names,
@@ -233,6 +234,32 @@ def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] |
     never interprets it. None means "nothing to save" and keeps the previous one.
 
     Raising keeps the previous snapshot and is reported against the strategy.
+    """
+
+
+@hookspec(firstresult=True)
+def qsm_update_params(engine: Any, spec: StrategySpec, context: EngineContext) -> bool | None:
+    """Give a running engine a changed document's ``params`` in place (optional).
+
+    When: the document of a running strategy changed in its ``params`` alone (its
+    engine, ``engine_class``, calendar, schedule and account the same), once
+    ``qsm_validate_engine`` has accepted the new document. On a hook pool thread,
+    never the control thread, never at the same time as another hook of the
+    engine; the engine's own threads keep running meanwhile, so apply the params
+    between two of its events. ``spec`` is the new document; ``context`` is the
+    engine's own (the core sets ``context.spec`` to ``spec`` once this returns True).
+
+    Returns True once the engine runs as a restart with ``spec`` would have left it:
+    every param the new document gives, and the default of any it no longer gives.
+    Params that only seed a fresh engine (a starting cash that the snapshot then
+    carries) may be left alone, as a restart from the snapshot would. Returns False
+    or None when it cannot (a param that needs a new connection, say), having
+    changed nothing: the core then stops the engine with a snapshot and starts it
+    again with the new document, as it does for engines without this hook.
+
+    It has ``snapshot_timeout`` seconds; past that the core restarts the strategy
+    (its stop waits for this hook to return). Raising is logged against the
+    strategy and also means a restart.
     """
 
 

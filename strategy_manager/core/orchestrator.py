@@ -162,6 +162,8 @@ class Slot:
     #: The document version its engine has accepted (qsm_validate_engine); a strategy
     #: starts only once its current version is checked.
     checked: Hashable = None
+    #: How many document edits its engines took in place, without a restart.
+    params_applied: int = 0
 
     @property
     def running(self) -> bool:
@@ -654,8 +656,11 @@ class MultiStrategyOrchestrator:
             return
         fingerprint = version[1]
         if slot.worker is not None and fingerprint != slot.fingerprint:
-            self._emit("reload", slot.id, "document changed; restarting with the new spec")
-            self._submit_stop(slot, WorkerState.STOPPED, forget=True)
+            if self._takes_params(slot, spec, hooks):
+                self._submit_update(slot, slot.worker, spec, hooks, version)
+            else:
+                self._emit("reload", slot.id, "document changed; restarting with the new spec")
+                self._submit_stop(slot, WorkerState.STOPPED, forget=True)
         if fingerprint != slot.fingerprint or slot.checked is None:
             slot.checked = None  # the schedule has it checked before anything starts
         else:
@@ -663,6 +668,53 @@ class MultiStrategyOrchestrator:
         slot.spec, slot.policy, slot.fingerprint, slot.hooks = spec, policy, fingerprint, hooks
         if slot.state in (WorkerState.BLOCKED, WorkerState.DISABLED):
             slot.state, slot.reason = WorkerState.WAITING, None
+
+    def _takes_params(self, slot: Slot, spec: StrategySpec, hooks: Any) -> bool:
+        """Whether the running engine may take ``spec`` in place: only its params
+        changed, and its engine implements ``qsm_update_params``."""
+        return (
+            slot.running
+            and slot.state is WorkerState.RUNNING
+            and slot.spec is not None
+            and hooks is slot.hooks
+            and hooks.updates_params
+            and slot.spec.differs_only_in_params(spec)
+        )
+
+    def _submit_update(
+        self, slot: Slot, worker: EngineWorker, spec: StrategySpec, hooks: Any, version: tuple[Any, ...]
+    ) -> None:
+        """Check the edited document, then hand its params to the running engine, on the
+        hook pool; the loop restarts the strategy if the engine did not take them."""
+        settings, classes, wait = self.settings, self.classes, self.settings.snapshot_timeout
+
+        def op() -> Report:
+            try:
+                validate_spec(settings, lambda: hooks, spec, classes)
+            except QsmError as exc:
+                return "check_failed", (version, exc)
+            return "updated", (worker, version, worker.update_params(spec, wait))
+
+        budget = settings.start_timeout + wait + 1.0
+        self._submit(slot, worker, op, budget, "update")
+
+    def _on_updated(
+        self, slot: Slot, worker: EngineWorker, version: tuple[Any, ...], why: str | None
+    ) -> None:
+        """An engine took an edit's params (``why`` None), or could not: then it restarts,
+        unless a stop came first (it wins) or a later edit is on its way to it."""
+        if version == slot.version:
+            slot.checked = version
+        if worker is not slot.worker or version[1] != slot.fingerprint:
+            return
+        if why is None:
+            slot.params_applied += 1
+            self._emit("reload", slot.id, "params applied in place, without a restart")
+        elif slot.state is WorkerState.RUNNING:
+            self._emit("reload", slot.id, f"document changed; restarting with the new spec ({why})")
+            self._submit_stop(slot, WorkerState.STOPPED, forget=True)
+        else:  # it is stopping already: its next start builds a fresh engine from the new document
+            slot.worker = None
 
     def _submit_check(self, slot: Slot, spec: StrategySpec, hooks: Any, version: Hashable) -> None:
         """The engine checks the document on the hook pool (it may import user code);
@@ -944,7 +996,7 @@ class MultiStrategyOrchestrator:
             unhalted = self.accounts.fence(spec.id)
             fence = Fence(lambda: keeper.valid(spec.id, epoch) and unhalted())
             return EngineContext(
-                spec=spec,
+                spec=worker.spec,  # the document whose params the engine took in place, if any
                 data_dir=engine_dir,
                 classes=classes,
                 clock=self.clock,
@@ -1133,6 +1185,8 @@ class MultiStrategyOrchestrator:
                 self._submit_stop(slot, WorkerState.FINISHED, forget=False)
             else:
                 self._failure(slot, payload[1], now)
+        elif kind == "updated":
+            self._on_updated(slot, *payload)
         elif kind == "checked":
             if payload == slot.version:
                 slot.checked = payload
@@ -1272,6 +1326,8 @@ class MultiStrategyOrchestrator:
             details["last_snapshot_at"] = slot.last_snapshot_at.isoformat() if slot.last_snapshot_at else None
         if slot.lease is not None:
             details["epoch"] = slot.lease.epoch
+        if slot.params_applied:
+            details["params_applied"] = slot.params_applied
         details.update(self.accounts.status_details(slot.id))
         reason = slot.reason or (self.accounts.problem(slot.id) if slot.running else None)
         return StatusRecord(

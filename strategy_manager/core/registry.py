@@ -134,6 +134,17 @@ class EngineHooks:
         )
         return result
 
+    @property
+    def updates_params(self) -> bool:
+        """The engine takes changed params in place (``qsm_update_params``)."""
+        return "qsm_update_params" in self.entry.hooks
+
+    def update_params(self, engine: Any, spec: Any, context: Any) -> bool | None:
+        result: bool | None = self._timed(
+            "update_params", "qsm_update_params", engine=engine, spec=spec, context=context
+        )
+        return result
+
     # -- accounts (optional hooks) ---------------------------------------------------
     @property
     def has_sessions(self) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args, get_origin
 
 import cattrs
-from attrs import define, field, fields
+from attrs import define, evolve, field, fields
 from cattrs.v import format_exception
 
 from strategy_manager.core.errors import InvalidStrategy, QsmError
@@ -84,6 +84,13 @@ class StrategySpec:
             ],
             sort_keys=True,
             default=str,
+        )
+
+    def differs_only_in_params(self, other: StrategySpec) -> bool:
+        """Whether ``other`` runs as this one does but for its ``params``: an engine that
+        takes params in place (``qsm_update_params``) need not restart for it."""
+        return self.params != other.params and (
+            evolve(self, params={}).runtime_fingerprint() == evolve(other, params={}).runtime_fingerprint()
         )
 
 

@@ -317,6 +317,52 @@ class EngineWorker(StrategyWorker):
         if self.on_exit is not None:
             self.on_exit(self, exc)
 
+    def update_params(self, spec: StrategySpec, timeout: float) -> str | None:
+        """Give the running engine ``spec``'s params in place (``qsm_update_params``).
+
+        Returns None once the engine took them (``spec`` is then this worker's and its
+        context's), or why not: the caller restarts the strategy instead. Waits at
+        most ``timeout`` seconds; a hook still running then holds on to the worker,
+        so a stop that follows waits for it to return (two hooks never overlap)."""
+        if not self.hooks.updates_params:
+            return "the engine does not take params in place"
+        done = threading.Event()
+        outcome: list[str | None] = []
+        running = self.context  # a late thread must not reach an engine started after this call
+
+        def call() -> None:
+            try:
+                outcome.append(self._update_params(spec, running))
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name=f"{self.id}/update", daemon=True).start()
+        if not done.wait(timeout):
+            return f"qsm_update_params did not return within {timeout:g}s"
+        return outcome[0] if outcome else "qsm_update_params failed"
+
+    def _update_params(self, spec: StrategySpec, running: EngineContext | None) -> str | None:
+        with self._lock:
+            context = self.context
+            if (
+                context is not running
+                or self.abandoned
+                or self._state is not WorkerState.RUNNING
+                or self.engine is None
+                or context is None
+                or context.stop_event.is_set()
+            ):
+                return "the engine is not running"
+            try:
+                applied = self.hooks.update_params(self.engine, spec, context)
+            except Exception as exc:
+                context.logger.error("qsm_update_params raised %s", _one_line(exc))
+                return f"qsm_update_params raised {_one_line(exc)}"
+            if applied is not True:
+                return "the engine cannot take these params in place"
+            self.spec = context.spec = spec
+            return None
+
     # -- state -------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any] | None:
         """Ask the engine for its state; SnapshotError if it is not plain JSON data

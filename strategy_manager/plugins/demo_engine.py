@@ -6,7 +6,8 @@ one bar passes every ``bar_seconds`` of clock time (a simulated clock speeds it 
 The bars of every demo strategy of a process come from one thread per clock (a
 :class:`BarClock`), so ten thousand demo strategies cost one thread, not ten thousand.
 Its state (bar index, cash, position, trades) is snapshotted and restored, so a
-restarted demo strategy continues where it stopped.
+restarted demo strategy continues where it stopped. An edit of its params alone
+applies to the running engine from the next bar, without a restart.
 
 Params: ``fast`` (5), ``slow`` (20), ``bar_seconds`` (60), ``cash`` (100000),
 ``lot`` (100), ``bars`` (unset: run until stopped; a number: finish after it).
@@ -120,6 +121,13 @@ class DemoEngine:
             with self._orders.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
         return True
+
+    def update(self, params: dict[str, Any]) -> None:
+        """Take checked params (:func:`check`) between two bars. ``cash`` only seeds a
+        fresh engine: the cash it holds now stays, as a restart from its snapshot keeps it."""
+        with self._lock:
+            self.fast, self.slow, self.lot = params["fast"], params["slow"], params["lot"]
+            self.bar_seconds, self.bars = float(params["bar_seconds"]), params["bars"]
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         missing = [k for k in _STATE_KEYS if k not in snapshot]
@@ -287,6 +295,13 @@ def qsm_start_engine(engine: DemoEngine, context: EngineContext) -> None:
 def qsm_stop_engine(engine: DemoEngine, context: EngineContext) -> None:
     """The bar clock drops the engine once ``context.stop_event`` is set (the core
     sets it before this hook), and steps it no more."""
+
+
+@hookimpl
+def qsm_update_params(engine: DemoEngine, spec: StrategySpec, context: EngineContext) -> bool:
+    """Every demo param applies in place, from the next bar on."""
+    engine.update(check(spec.id, dict(spec.params)))
+    return True
 
 
 @hookimpl

@@ -50,6 +50,11 @@ class EngineConformance:
         params = {**document.get("params", {}), "qsm_conformance_no_such_param": 1}
         return [{**document, "params": params}]
 
+    def edited_params(self, tmp_path: Path) -> dict[str, Any] | None:
+        """For an engine with ``qsm_update_params``: the sample's params with an edit the
+        engine should take in place (None: that check is skipped)."""
+        return None
+
     def settings(self, tmp_path: Path) -> Settings:
         return Settings(data_dir=str(tmp_path / "data"), engine_class_allow=self.class_allow)
 
@@ -279,6 +284,33 @@ class EngineConformance:
         worker.stop()
         assert worker.error is None, f"stop reported: {worker.error}"
         _assert_no_threads_left(before, self.stop_seconds)
+
+    def test_edited_params_are_taken_by_the_running_engine(self, tmp_path: Path) -> None:
+        hooks = self.hooks(tmp_path)
+        if not hooks.updates_params:
+            pytest.skip(f"engine {self.engine!r} does not implement qsm_update_params")
+        params = self.edited_params(tmp_path)
+        if params is None:
+            pytest.skip("return an edit your engine takes in place from edited_params() to check it")
+        worker, _ = self.worker(tmp_path)
+        worker.start()
+        try:
+            time.sleep(self.run_seconds)
+            document = {**self.strategy_document(tmp_path), "params": params}
+            spec = validate_document(self.settings(tmp_path), self.registry(tmp_path), document)
+            assert worker.spec.differs_only_in_params(spec), "edited_params() must change the params"
+            engine, t0 = worker.engine, time.monotonic()
+            why = worker.update_params(spec, self.start_seconds)
+            assert why is None, f"qsm_update_params did not take {params!r}: {why}"
+            assert time.monotonic() - t0 < self.start_seconds
+            assert worker.engine is engine and worker.state is WorkerState.RUNNING, (
+                "qsm_update_params must change the running engine, not replace or stop it"
+            )
+            assert worker.context is not None and worker.context.spec is spec
+        finally:
+            elapsed = self.timed_stop(worker)
+        assert worker.error is None, f"stop after an in-place edit reported: {worker.error}"
+        assert elapsed < self.stop_seconds
 
     # -- shared sessions (engines that declare "sessions") ------------------------------
     def test_a_session_opens_and_closes_off_the_callers_thread_in_time(self, tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def test_a_simulated_xshg_day_follows_warm_up_break_and_close_and_resumes_next_d
     assert later and min(s.state["bar"] for s in later) >= bars_at_close
 
 
-def test_editing_params_restarts_only_that_worker_with_its_state(any_settings):
+def test_editing_the_schedule_restarts_only_that_worker_with_its_state(any_settings):
     settings = attrs.evolve(any_settings, poll_interval=0.5)
     clock = SystemClock()
     orch, store, events = orchestrator(settings, clock)
@@ -149,7 +149,7 @@ def test_editing_params_restarts_only_that_worker_with_its_state(any_settings):
         events.wait_for("u:B:k", "started")
         time.sleep(0.2)
         t0 = time.monotonic()
-        store.update_strategy("u:A:k", {"params": {"bar_seconds": 0.02}})
+        store.update_strategy("u:A:k", {"schedule": {"mode": "always", "lunch_break": "keep_running"}})
         events.wait_for("u:A:k", "started", count=2)
         elapsed = time.monotonic() - t0
         assert "restored snapshot" in events.of("u:A:k", "started")[1][2]
@@ -164,6 +164,25 @@ def test_editing_params_restarts_only_that_worker_with_its_state(any_settings):
         time.sleep(0.1)
         assert orch.slots["u:A:k"].worker.snapshot()["bar"] >= bar_when_disabled
         assert f"#{store.latest_snapshot('u:A:k').seq}" in events.of("u:A:k", "started")[2][2]
+    finally:
+        orch.stop()
+
+
+def test_editing_a_demo_strategys_params_applies_them_without_a_restart(settings):
+    orch, store, events = orchestrator(settings, SystemClock())
+    store.upsert_strategy(doc("A", params={"bar_seconds": 0.01}, schedule={"mode": "always"}))
+    orch.start()
+    try:
+        events.wait_for("u:A:k", "started")
+        engine = orch.slots["u:A:k"].worker.engine
+        wait_for(lambda: engine.snapshot()["bar"] >= 3, 10, "a few bars")
+        bar = engine.snapshot()["bar"]
+        store.update_strategy("u:A:k", {"params": {"bar_seconds": 0.01, "fast": 3, "slow": 7}})
+        events.wait_for("u:A:k", "reload")
+        assert events.of("u:A:k", "reload")[0][2] == "params applied in place, without a restart"
+        assert orch.slots["u:A:k"].worker.engine is engine and (engine.fast, engine.slow) == (3, 7)
+        assert engine.snapshot()["bar"] >= bar  # the same run goes on
+        assert len(events.of("u:A:k", "started")) == 1
     finally:
         orch.stop()
 

@@ -41,6 +41,22 @@ def test_stopping_and_restoring_gives_the_uninterrupted_result(cut):
     assert whole.snapshot()["trades"] > 2  # the crossover actually traded
 
 
+@pytest.mark.parametrize(("before", "after"), [({}, {"fast": 3, "slow": 8, "lot": 7}), ({"slow": 8}, {})])
+def test_params_taken_in_place_give_what_a_restart_from_the_snapshot_gives(before, after):
+    from strategy_manager.plugins.demo_engine import check
+
+    in_place = DemoEngine("600000.SH", before)
+    run(in_place, 150)
+    saved = json_roundtrip(in_place.snapshot())
+    in_place.update(check("s", after))
+    run(in_place, 250)
+    restarted = DemoEngine("600000.SH", after)
+    restarted.restore(saved)
+    run(restarted, 250)
+    assert in_place.snapshot() == restarted.snapshot()
+    assert (in_place.fast, in_place.slow) == (after.get("fast", 5), after.get("slow", 20))
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

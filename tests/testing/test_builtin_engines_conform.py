@@ -17,6 +17,9 @@ class TestDemoEngine(EngineConformance):
             "params": {"bar_seconds": 0.001},
         }
 
+    def edited_params(self, tmp_path):
+        return {"bar_seconds": 0.002, "fast": 3, "slow": 9}
+
 
 class TestPythonEngine(EngineConformance):
     engine = "python"

@@ -13,7 +13,8 @@ A snapshot holds the strategy's variables (what vnpy saves) and fields
 (:mod:`qsm_vnpy.state`), its working orders (:mod:`qsm_vnpy.orders`) and, on the
 replay gateway, its replay's state. After a restore, before the strategy trades,
 the resume check compares positions and open orders with the broker's, per account
-and symbol (:mod:`qsm_vnpy.resume`).
+and symbol (:mod:`qsm_vnpy.resume`). Changed strategy parameters reach a running
+strategy through ``edit_strategy`` (``qsm_update_params``).
 """
 
 from __future__ import annotations
@@ -272,6 +273,29 @@ class CtaRunner:
             result = self.stream.request(self._capture_on_event_thread, timeout)
             return result if isinstance(result, dict) else None
         return self._capture_on_event_thread(timeout)
+
+    def update_params(self, settings: Any, params: dict[str, Any], timeout: float) -> bool:
+        """Give the running strategy new parameters, as vnpy's ``edit_strategy`` does,
+        on the event thread. Every class parameter is set: those ``params`` leaves out
+        go back to the class's default, as on a fresh start. False (nothing changed)
+        when the adapter's own settings changed too: a gateway or symbol needs a restart."""
+        session = self.session
+        if settings != self.settings or session is None or session.closed or not self.started:
+            return False
+        cta, sid, cls = session.cta, self.sid, self.strategy_class
+        assert cta is not None
+        setting = {str(name): getattr(cls, str(name), None) for name in cls.parameters} | params
+
+        def edit() -> bool:
+            if sid not in cta.strategies:
+                return False
+            cta.edit_strategy(sid, setting)
+            return True
+
+        if not session.call(edit, timeout):
+            return False
+        self.params = params
+        return True
 
     def halt(self, reason: str) -> None:
         """The resume check of another strategy of the symbol halted this one too:

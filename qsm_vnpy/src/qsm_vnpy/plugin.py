@@ -328,6 +328,19 @@ def qsm_stop_engine(engine: Any, context: EngineContext) -> None:
 
 
 @hookimpl
+def qsm_update_params(engine: Any, spec: StrategySpec, context: EngineContext) -> bool | None:
+    """A CTA strategy takes new class parameters in place (vnpy's ``edit_strategy``); a
+    change under ``params.vnpy`` (gateway, symbol ...) or a user engine restarts."""
+    if not _is_cta(engine):
+        return None
+    from qsm_vnpy.settings import split_params
+
+    settings, params = split_params(spec)
+    result: bool = engine.update_params(settings, params, _timeout(context, "snapshot_timeout"))
+    return result
+
+
+@hookimpl
 def qsm_snapshot_engine(engine: Any, context: EngineContext) -> dict[str, Any] | None:
     if _is_cta(engine):
         result: dict[str, Any] | None = engine.snapshot(_timeout(context, "snapshot_timeout"))
