@@ -7,6 +7,7 @@ import os
 import re
 import signal
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -214,15 +215,11 @@ def run(
         elif not app.quiet:
             click.echo(f"http: dashboard {web.url}/  api {web.url}/api  metrics {web.url}/metrics")
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if orchestrator._stopping.is_set():
-            click.echo("second signal: exiting now", err=True)
-            os._exit(130)
-        click.echo(f"{signal.Signals(signum).name}: snapshotting and stopping every worker...", err=True)
-        orchestrator.request_stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    _stop_on_signals(
+        lambda: orchestrator._stopping.is_set(),
+        orchestrator.request_stop,
+        "snapshotting and stopping every worker",
+    )
     try:
         orchestrator.run(seconds)
     finally:
@@ -260,15 +257,7 @@ def _run_on_ray(app: App, settings: Any, store: Any, seconds: float | None, show
     elif not app.quiet:
         click.echo(f"ray driver: cluster {settings.ray_address}; store {where}")
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if driver.stopping:
-            click.echo("second signal: exiting now", err=True)
-            os._exit(130)
-        click.echo(f"{signal.Signals(signum).name}: stopping every host...", err=True)
-        driver.request_stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    _stop_on_signals(lambda: driver.stopping, driver.request_stop, "stopping every host")
     driver.run(seconds)
     workers = [attrs.asdict(r) for r in store.read_status()]
     if as_json:
@@ -276,6 +265,20 @@ def _run_on_ray(app: App, settings: Any, store: Any, seconds: float | None, show
     elif not app.quiet:
         for line in summary_lines(workers, app.color):
             click.echo(line)
+
+
+def _stop_on_signals(stopping: Callable[[], bool], request_stop: Callable[[], None], what: str) -> None:
+    """SIGTERM and SIGINT ask for an orderly stop (``what`` it does); a second one exits at once."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stopping():
+            click.echo("second signal: exiting now", err=True)
+            os._exit(130)
+        click.echo(f"{signal.Signals(signum).name}: {what}...", err=True)
+        request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
 
 
 def _web_server(app: App, settings: Any, listen: str, clock: Clock) -> Any:
