@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from strategy_manager.core.clock import SystemClock
+from strategy_manager.core.errors import InvalidStrategy
 from strategy_manager.core.hookspecs import hookimpl
 from strategy_manager.core.orchestrator import MultiStrategyOrchestrator
 from strategy_manager.core.registry import EngineRegistry
@@ -41,6 +42,11 @@ class Plugin:
     @hookimpl
     def qsm_engine_info(self) -> dict[str, Any]:
         return {"name": "fake", "version": "1", "capabilities": ["snapshot", "restore"]}
+
+    @hookimpl
+    def qsm_validate_engine(self, spec: Any, context: Any) -> None:
+        if not isinstance(spec.params.get("n"), int):
+            raise InvalidStrategy(f"{spec.id}: params.n must be an integer")
 
     @hookimpl
     def qsm_create_engine(self, spec: Any, context: Any) -> Engine:
@@ -206,3 +212,13 @@ def test_a_removal_during_an_update_wins(rig):
     wait_for(lambda: SID not in orch.slots, 10, "the removed strategy forgotten")
     assert reloads(events) == [] and len(events.of(SID, "started")) == 1
     assert plugin.calls[-3:] == ["update", "update-returned", "stop"]
+
+
+def test_an_edit_the_engine_refuses_blocks_the_strategy_and_never_reaches_the_engine(rig):
+    orch, store, _events, plugin = rig
+    first = running_engine(orch)
+    store.update_strategy(SID, {"params": {"n": "two"}})
+    wait_for(lambda: str(orch.slots[SID].state) == "BLOCKED", 10, "the strategy blocked")
+    assert "params.n must be an integer" in (orch.slots[SID].reason or "")
+    assert "update" not in plugin.calls and first.params == {"n": 1}
+    wait_for(lambda: plugin.calls.count("stop") == 1, 10, "the running engine stopped")
