@@ -421,6 +421,26 @@ def test_a_strategy_that_left_the_session_counts_with_what_it_held_not_an_older_
     driver.stop(engine, context)
 
 
+def test_the_late_stop_of_an_evicted_engine_leaves_its_successor_trading(driver, replay_account):
+    """An engine the core abandoned is evicted from the session when the strategy
+    starts again there; the abandoned engine's stop, returning later, must not take
+    the new engine's strategy out of vnpy's engines."""
+    spec = spec_on(replay_account, "again", PARAM_SETS[0], hold_after_bars=300)
+    session = driver.open_session(replay_account)
+    old, old_context = driver.start(spec, session=session, account=replay_account)
+    assert old.stream.holding.wait(60)
+    old_context.fence.revoke()  # abandoned by the core
+    new, new_context = driver.start(spec, session=session, account=replay_account)
+    plugin.qsm_stop_engine(engine=old, context=old_context)  # its stop comes back late
+    cta = new.cta
+    strategy = events.call_on_event_thread(session.event_engine, lambda: cta.strategies.get(spec.id))
+    assert strategy is not None and strategy.trading
+    assert cta.contexts[spec.id] is new_context and session.runners[spec.id] is new
+    assert session.gateway.streams[spec.id] is new.stream and spec.id not in session.departed
+    assert new.stream.holding.wait(60)
+    assert driver.stop(new, new_context)["gateway"]["bars"] == 300
+
+
 # -- a live gateway: the derived account ----------------------------------------------------
 def live_doc(key: str) -> dict[str, Any]:
     return {

@@ -242,18 +242,22 @@ class CtaRunner:
         """On the event thread: what an abandoned engine left, out of the engines."""
         if self.stream is not None:
             self.stream.stop_replay()
-        self._leave()
+        self._leave(replaced=True)
 
-    def _leave(self) -> None:
+    def _leave(self, replaced: bool = False) -> None:
         """On the event thread: stop the strategy as vnpy does (on_stop, its orders
-        cancelled), and take it out of the engines."""
+        cancelled), and take it out of the engines. ``replaced``: evicted for a new
+        engine of the strategy, whose position is not what this one held."""
         cta, sid, session = self.cta, self.sid, self.session
+        assert session is not None
+        if not replaced and session.runners.get(sid, self) is not self:
+            return  # evicted already: the strategy in the engines now is a new engine's
         strategy = cta.strategies.get(sid)
         if strategy is not None:
-            assert session is not None
-            pos = float(strategy.pos) if strategy.inited else self.restored_pos
-            known = set(cta.strategy_orderid_map.get(sid, ()))
-            session.departed[sid] = Departure(self.vt_symbol, pos, known)
+            if not replaced:
+                pos = float(strategy.pos) if strategy.inited else self.restored_pos
+                known = set(cta.strategy_orderid_map.get(sid, ()))
+                session.departed[sid] = Departure(self.vt_symbol, pos, known)
             cta.stop_strategy(sid)  # on_stop, cancel its orders
             strategy.trading = False
             cta.remove_strategy(sid)
