@@ -7,7 +7,8 @@ change of owner, and an expiry. The :class:`LeaseKeeper` thread of each process
 * renews all of its leases every ``lease_renew_seconds`` in one statement
   (``update ... where owner = me``), together with the process's heartbeat record;
 * claims the leases the orchestrator wants and does not hold (free, expired, or
-  held by a process of this machine that no longer exists);
+  held by a process of this machine that no longer exists), trying a refused one
+  again when it expires;
 * releases the ones the orchestrator no longer wants.
 
 Self-fencing. A lease is valid here only until ``fence_seconds`` (``lease_seconds``
@@ -111,6 +112,9 @@ def _pid_alive(pid: int) -> bool:
 
 #: Leases claimed per store call: a round of thousands goes in chunks, renewals between.
 CLAIM_CHUNK = 250
+#: A refused lease is tried again this long after its stored expiry (the holder's
+#: renewal, if any, lands first), or at the next round if that is sooner.
+EXPIRY_GRACE_SECONDS = 0.02
 
 
 @define(frozen=True)
@@ -161,6 +165,8 @@ class LeaseKeeper:
         self._round: list[str] = []
         self._tried: set[str] = set()
         self._dead: frozenset[str] = frozenset()
+        #: When the first lease refused in this round expires (steady seconds).
+        self._soonest_expiry: float | None = None
         self.renewals = 0
         self.renewal_failures = 0
         self.last_renewal: float | None = None
@@ -337,17 +343,32 @@ class LeaseKeeper:
         chunk, self._round = self._round[:CLAIM_CHUNK], self._round[CLAIM_CHUNK:]
         wanted = [sid for sid in chunk if sid in self._wanted and sid not in self._held]
         self._tried.update(chunk)
-        if not self._round:
-            self._end_round(steady())
         if wanted:
             self._claim_ids(wanted)
+        if not self._round:
+            self._end_round(steady())
 
     def _end_round(self, now: float) -> None:
         """Claim again at once if ids came that this round did not try; else after a
-        while (the rest are held elsewhere)."""
+        while (the rest are held elsewhere), or as soon as one of those leases expires."""
         untried = [sid for sid in self._unheld() if sid not in self._tried]
         self._round, self._tried = [], set()
-        self._next_claim = 0.0 if untried else now + self._claim_interval()
+        soonest, self._soonest_expiry = self._soonest_expiry, None
+        later = now + self._claim_interval()
+        self._next_claim = 0.0 if untried else later if soonest is None else min(later, soonest)
+
+    def _note_expiries(self, refused: Iterable[Lease], now: datetime, sent: float) -> None:
+        """Remember when the first of the leases just refused expires (on the steady clock,
+        a moment after): a holder that has gone quiet loses it then, and this process
+        tries again at that time rather than at its next round."""
+        times = [
+            sent + max((lease.expires_at - now).total_seconds(), 0.0) + EXPIRY_GRACE_SECONDS
+            for lease in refused
+            if lease.owner and lease.owner != self.owner
+        ]
+        if times:
+            first = min(times)
+            self._soonest_expiry = first if self._soonest_expiry is None else min(self._soonest_expiry, first)
 
     def _claim_interval(self) -> float:
         return max(self.renew_seconds, self.lease_seconds / 3)
@@ -362,8 +383,9 @@ class LeaseKeeper:
             raise
         missing = [sid for sid in wanted if sid not in got]
         if missing:  # held by a process of this machine that is gone? take them now
-            holders = self.store.lease_holders(missing)
-            dead = dead_local_owners(holders.values(), self.store.read_owners(), self.record) - self._dead
+            leases = self.store.read_leases(missing)
+            holders = {lease.owner for lease in leases.values() if lease.owner}
+            dead = dead_local_owners(holders, self.store.read_owners(), self.record) - self._dead
             if dead:
                 self._dead |= dead
                 log.warning("taking over the leases of gone processes %s", ", ".join(sorted(dead)))
@@ -375,6 +397,7 @@ class LeaseKeeper:
                     self._uncertain = True
                     raise
                 missing = [sid for sid in wanted if sid not in got]
+            self._note_expiries([leases[sid] for sid in missing if sid in leases], now, sent)
         with self._lock:
             for sid, lease in got.items():
                 if sid in self._wanted:

@@ -33,6 +33,24 @@ def test_claim_now_tries_a_lease_held_elsewhere_at_once_rather_than_at_the_next_
         keeper.stop()
 
 
+def test_a_lease_refused_because_its_holder_went_quiet_is_claimed_when_it_expires(tmp_path):
+    # Rounds every lease/3 = 100 s, and nobody calls claim_now: only the refused lease's
+    # own expiry, read from the store, can bring the keeper back within this test.
+    settings = Settings(data_dir=str(tmp_path), lease_seconds=300, lease_renew_seconds=1)
+    store = open_store(settings)
+    assert store.claim(["u:A:k"], "other:1:x", SystemClock().now(), 1.0)  # then never renewed
+    changes = []
+    keeper = LeaseKeeper(store, settings, changes.append)
+    keeper.start()
+    try:
+        keeper.want(["u:A:k"])
+        wait_for(lambda: "u:A:k" in keeper.held(), 30, "the lease claimed once it expired")
+    finally:
+        keeper.stop()
+    assert any("u:A:k" in c.elsewhere for c in changes), "the first claim should have been refused"
+    assert store.read_leases(["u:A:k"])["u:A:k"].epoch == 2
+
+
 def test_a_renewal_after_the_fence_passed_restarts_the_engines_whose_fence_may_have_latched(
     tmp_path, monkeypatch
 ):

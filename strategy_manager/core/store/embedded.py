@@ -519,14 +519,15 @@ class EmbeddedStore:
             rows = db.execute(f"SELECT strategy_id, epoch FROM {t} WHERE owner = ?", (owner,)).fetchall()
         return {str(sid): int(epoch) for sid, epoch in rows}
 
-    def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
+    def read_leases(self, strategy_ids: Sequence[str]) -> dict[str, Lease]:
+        t = self._t["leases"]
         with self._read() as db:
             return {
-                sid: row[0]
+                sid: Lease(strategy_id=sid, owner=row[0], epoch=row[1], expires_at=codec.from_iso(row[2]))
                 for sid in dict.fromkeys(strategy_ids)
                 if (
                     row := db.execute(
-                        f"SELECT owner FROM {self._t['leases']} WHERE strategy_id = ?", (sid,)
+                        f"SELECT owner, epoch, expires_at FROM {t} WHERE strategy_id = ?", (sid,)
                     ).fetchone()
                 )
                 is not None

@@ -646,14 +646,20 @@ class MongoStore:
                 return None
             return {str(d["_id"]): int(d["epoch"]) for d in self._leases.find({"owner": owner}, {"epoch": 1})}
 
-    def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
+    def read_leases(self, strategy_ids: Sequence[str]) -> dict[str, Lease]:
         ids = list(dict.fromkeys(strategy_ids))
-        holders: dict[str, str] = {}
-        with self._errors("reading lease holders"):
+        leases: dict[str, Lease] = {}
+        with self._errors("reading leases"):
             for start in range(0, len(ids), IN_BATCH):
-                for doc in self._leases.find({"_id": {"$in": ids[start : start + IN_BATCH]}}, {"owner": 1}):
-                    holders[doc["_id"]] = str(doc.get("owner") or "")
-        return holders
+                for doc in self._leases.find({"_id": {"$in": ids[start : start + IN_BATCH]}}):
+                    expires = doc.get("expires_at")
+                    leases[doc["_id"]] = Lease(
+                        strategy_id=doc["_id"],
+                        owner=str(doc.get("owner") or ""),
+                        epoch=int(doc.get("epoch") or 0),
+                        expires_at=expires if isinstance(expires, datetime) else codec.LONG_AGO,
+                    )
+        return leases
 
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:
         with self._errors(f"releasing leases of {owner}"):

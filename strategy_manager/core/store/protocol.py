@@ -201,8 +201,9 @@ class Store(Protocol):
         id to epoch: the ones missing were taken by someone else."""
         ...
 
-    def lease_holders(self, strategy_ids: Sequence[str]) -> dict[str, str]:
-        """The current (or last) owner of each leased id; ids never leased are absent."""
+    def read_leases(self, strategy_ids: Sequence[str]) -> dict[str, Lease]:
+        """The lease of each leased id as stored: its current (or last) owner, empty
+        when released, its epoch and expiry; ids never leased are absent."""
         ...
 
     def release(self, strategy_ids: Sequence[str], owner: str) -> None:

@@ -259,19 +259,24 @@ def test_release_lets_another_owner_take_over_at_once(store):
     assert taken[SID].epoch == 2
 
 
-def test_a_dead_owners_live_lease_is_taken_when_named_and_holders_are_readable(store):
+def test_a_dead_owners_live_lease_is_taken_when_named_and_leases_are_readable(store):
     store.claim(["x:A:1", "x:B:1"], "host:111", START, 60)
-    assert store.lease_holders(["x:A:1", "x:B:1", "x:C:1"]) == {"x:A:1": "host:111", "x:B:1": "host:111"}
+    leases = store.read_leases(["x:A:1", "x:B:1", "x:C:1"])
+    assert {sid: (lease.owner, lease.epoch) for sid, lease in leases.items()} == {
+        "x:A:1": ("host:111", 1),
+        "x:B:1": ("host:111", 1),
+    }
+    assert leases["x:A:1"].expires_at == START + timedelta(seconds=60)
     assert store.claim(["x:A:1"], "host:222", START + timedelta(seconds=1), 60) == {}
     taken = store.claim(["x:A:1"], "host:222", START + timedelta(seconds=1), 60, steal_from={"host:111"})
     assert taken["x:A:1"].owner == "host:222" and taken["x:A:1"].epoch == 2
-    assert store.lease_holders(["x:A:1"]) == {"x:A:1": "host:222"}
+    assert store.read_leases(["x:A:1"])["x:A:1"].owner == "host:222"
 
 
 def test_claims_of_many_ids_work_in_one_call(store):
     ids = [f"x:S{i}:1" for i in range(600)]
     assert len(store.claim(ids, "me", START, 60)) == 600
-    assert len(store.lease_holders(ids)) == 600
+    assert len(store.read_leases(ids)) == 600
 
 
 def test_a_stale_owners_fenced_snapshot_is_rejected(store):
