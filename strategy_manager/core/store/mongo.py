@@ -31,7 +31,7 @@ from bson import decode as bson_decode
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 from bson.raw_bson import RawBSONDocument
-from pymongo import ASCENDING, DESCENDING, DeleteMany, MongoClient, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, DeleteMany, MongoClient, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
     DuplicateKeyError,
@@ -476,15 +476,29 @@ class MongoStore:
             documents.append(document)
         retry: list[int] = []
         bad: dict[int, dict[str, Any]] = {}
+        written: set[int] = set()
         for start in range(0, len(documents), WRITE_BATCH):  # other requests get their turn
+            # An upsert that only inserts: a number already taken matches and changes
+            # nothing. The same as an insert, but the mongoeco wire server checks an
+            # insert against every document of the collection, and an upsert by _id not.
+            batch = [
+                UpdateOne(
+                    {"_id": d["_id"]},
+                    {"$setOnInsert": {k: v for k, v in d.items() if k != "_id"}},
+                    upsert=True,
+                )
+                for d in documents[start : start + WRITE_BATCH]
+            ]
             try:
-                self._snapshots.insert_many(documents[start : start + WRITE_BATCH], ordered=False)
+                upserted = self._snapshots.bulk_write(batch, ordered=False).upserted_ids
             except BulkWriteError as exc:
                 bad |= {start + e["index"]: e for e in exc.details.get("writeErrors", [])}
+                upserted = {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
+            written |= {start + index for index in upserted}
         for n, i in enumerate(todo):
-            if n not in bad:
+            if n in written:
                 seqs[i] = documents[n]["seq"]
-            elif bad[n].get("code") == DUPLICATE_KEY:
+            elif n not in bad or bad[n].get("code") == DUPLICATE_KEY:  # taken meanwhile
                 retry.append(i)
             else:
                 failures[i] = (
