@@ -50,11 +50,20 @@ def _engine_dir(data_dir: str, engine: str) -> Path:
 
 class Fence:
     """Whether one engine may still act. Latched: once down, it stays down for that
-    engine, even if the lease later comes back (a new engine gets a new fence)."""
+    engine, even if the lease later comes back (a new engine gets a new fence).
 
-    def __init__(self, check: Callable[[], bool] = lambda: True) -> None:
+    ``on_latch`` is called (from the engine's thread) when the fence goes down by its
+    own check, not when it is revoked: the engine met its fence and may have refused
+    an order, so it is restarted once its lease is good again (see :meth:`recoverable`).
+    """
+
+    def __init__(
+        self, check: Callable[[], bool] = lambda: True, on_latch: Callable[[], None] | None = None
+    ) -> None:
         self._check = check
+        self._on_latch = on_latch
         self._down = False
+        self._revoked = False
 
     def __call__(self) -> bool:
         if self._down:
@@ -62,14 +71,21 @@ class Fence:
         if self._check():
             return True
         self._down = True
+        if self._on_latch is not None:
+            self._on_latch()
         return False
 
     def revoke(self) -> None:
-        self._down = True
+        self._revoked = self._down = True
 
     @property
     def down(self) -> bool:
         return self._down
+
+    def recoverable(self) -> bool:
+        """Down by its own check, which would pass now: the engine met its fence while a
+        renewal was late, the lease is good again, and a new engine may take over."""
+        return self._down and not self._revoked and self._check()
 
 
 @define(frozen=True)

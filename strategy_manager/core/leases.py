@@ -129,6 +129,9 @@ class LeaseChange:
     expired: frozenset[str] = frozenset()
     #: Wanted, but held by another live process.
     elsewhere: frozenset[str] = frozenset()
+    #: Held throughout, but renewed only after their fence had passed: an engine that
+    #: checked its fence meanwhile is fenced for good and must be replaced.
+    late: frozenset[str] = frozenset()
 
 
 class LeaseKeeper:
@@ -304,14 +307,13 @@ class LeaseKeeper:
                 self._valid_until[sid] = sent + self.fence_seconds
             # A deadline that passed before this renewal took effect (the process or this
             # thread was held up) may have latched an engine's fence for good, though
-            # nobody noticed it expire: it counts as expired, so the engine is restarted.
+            # nobody noticed it expire: the orchestrator replaces the engines that did.
             now_steady = steady()
             late = (
                 set()
                 if self.keep_running
                 else {s for s in self._held if before.get(s, now_steady) < now_steady} - self._expired
             )
-            self._expired |= late
             # Leases that had expired here are valid again, unless this renewal took so
             # long that its own deadline has passed too.
             if sent + self.fence_seconds > steady():
@@ -320,12 +322,13 @@ class LeaseKeeper:
                 self._expired.clear()
             self._expired -= lost
         if late:
-            log.error(
-                "%d leases renewed after their engines' fence had passed: restarting them (%s)",
+            log.warning(
+                "%d leases renewed after their engines' fence had passed; engines that met "
+                "their fence meanwhile are restarted (%s)",
                 len(late),
                 _some(late),
             )
-            self.on_change(LeaseChange(expired=frozenset(late)))
+            self.on_change(LeaseChange(late=frozenset(late)))
         if lost or claimed:
             if lost:
                 log.warning("%d leases were taken by another process: %s", len(lost), _some(lost))

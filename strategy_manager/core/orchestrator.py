@@ -779,8 +779,12 @@ class MultiStrategyOrchestrator:
         )
 
     def _on_leases(self, change: LeaseChange) -> None:
-        for ids in (change.claimed, change.elsewhere, change.lost, change.expired):
+        for ids in (change.claimed, change.elsewhere, change.lost, change.expired, change.late):
             self._visit.update(ids)
+        for sid in change.late:
+            slot = self.slots.get(sid)
+            if slot is not None:
+                self._replace_if_latched(slot, slot.worker)
         for sid, lease in change.claimed.items():
             slot = self.slots.get(sid)
             if slot is not None:
@@ -819,6 +823,19 @@ class MultiStrategyOrchestrator:
                 slot.state = WorkerState.WAITING
             slot.reason = "lease not renewed in time (store unreachable?)"
             self._dirty.add(sid)
+
+    def _replace_if_latched(self, slot: Slot, worker: EngineWorker | None) -> None:
+        """``worker``, still the strategy's, met its fence while a renewal was late and its
+        lease is good again: it may have refused an order, so a new engine takes over
+        from its last state. An engine that never met its fence trades on."""
+        context = worker.context if worker is not None else None
+        if worker is None or worker is not slot.worker or context is None or not context.fence.recoverable():
+            return
+        self._emit("fenced", slot.id, "met its fence while a lease renewal was late; restarting")
+        worker.revoke()
+        slot.reason = "lease renewed late (slow store?)"
+        self._submit_stop(slot, WorkerState.WAITING, forget=True)
+        self._dirty.add(slot.id)
 
     # -- schedule and supervision --------------------------------------------------
     def _apply_schedule(self, now: datetime, visit: set[str] | None) -> None:
@@ -994,7 +1011,10 @@ class MultiStrategyOrchestrator:
         def make_context() -> EngineContext:
             epoch = worker.lease_epoch
             unhalted = self.accounts.fence(spec.id)
-            fence = Fence(lambda: keeper.valid(spec.id, epoch) and unhalted())
+            fence = Fence(
+                lambda: keeper.valid(spec.id, epoch) and unhalted(),
+                on_latch=lambda: self._post("latched", spec.id, worker),
+            )
             return EngineContext(
                 spec=worker.spec,  # the document whose params the engine took in place, if any
                 data_dir=engine_dir,
@@ -1161,6 +1181,9 @@ class MultiStrategyOrchestrator:
         self._visit.add(ident)
         if kind == "settled":  # a hook of the strategy returned: it may be idle now
             self._forget_if_idle(slot)
+            return
+        if kind == "latched":  # its engine met its fence: replaced if its lease is good now
+            self._replace_if_latched(slot, payload)
             return
         self._dirty.add(ident)
         self._apply_event(slot, kind, payload, now)

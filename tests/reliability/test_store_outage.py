@@ -192,3 +192,60 @@ def test_an_outage_does_not_make_the_control_loop_spin(tmp_path):
     # Polls back off to every 5 poll intervals and renewals keep their own pace while
     # the store is away: a handful of calls a second, not hundreds.
     assert 0 < calls < 40, calls
+
+
+def test_a_renewal_that_lands_late_replaces_only_the_engines_that_met_their_fence(tmp_path, monkeypatch):
+    """A slow store holds a renewal up past the fence, and then it lands: the leases
+    were never lost. An engine that checked its fence meanwhile was refused and stays
+    fenced, so a new engine takes over from its state; the others trade on, untouched
+    (restarting every engine would only load the slow store more)."""
+    from strategy_manager.core import leases
+
+    steady = [1000.0]  # the keeper's steady clock, moved by the test alone
+    monkeypatch.setattr(leases, "steady", lambda: steady[0])
+    # fence 200 s, renewals every 100 s: nothing expires unless the test moves the clock.
+    settings = Settings(
+        data_dir=str(tmp_path),
+        poll_interval=0.1,
+        lease_seconds=300,
+        lease_renew_seconds=100,
+        lease_margin_seconds=100,
+    )
+    real = open_store(settings)
+    for ident in IDS:  # bars an hour apart: no engine checks its fence by itself
+        real.upsert_strategy(
+            {
+                "user_id": "u",
+                "symbol": ident.split(":")[1],
+                "strategy_key": "k",
+                "engine": "demo",
+                "params": {"bar_seconds": 3600},
+                "schedule": {"mode": "always"},
+            }
+        )
+    events: list[tuple[str, str, str]] = []
+    orch = MultiStrategyOrchestrator(
+        settings, real, clock=SystemClock(), on_event=lambda k, i, d: events.append((k, i, d))
+    )
+    orch.start()
+    try:
+        wait_for(lambda: all(orch.slots.get(i) and orch.slots[i].running for i in IDS), 10, "workers")
+        wait_for(lambda: orch.keeper.renewals >= 1, 10, "a renewal")
+        workers = {i: orch.slots[i].worker for i in IDS}
+        met, *others = IDS
+        steady[0] += 250  # the renewal is 250 s late: every fence has passed
+        assert not workers[met].context.lease_valid()  # this engine tries to act meanwhile
+        renewals = orch.keeper.renewals
+        orch.keeper.claim_now()  # the late renewal lands
+        wait_for(lambda: orch.keeper.renewals > renewals, 10, "the late renewal")
+        wait_for(
+            lambda: orch.slots[met].worker not in (None, workers[met]) and orch.slots[met].running,
+            10,
+            "a new engine for the strategy that met its fence",
+        )
+        assert [i for k, i, _ in events if k == "fenced"] == [met]
+        assert all(orch.slots[i].worker is workers[i] and orch.slots[i].running for i in others)
+        assert all(workers[i].context.lease_valid() for i in others)  # never fenced
+        assert orch.slots[met].worker.context.lease_valid()
+    finally:
+        orch.stop()

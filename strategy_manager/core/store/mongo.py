@@ -490,7 +490,7 @@ class MongoStore:
                 for d in documents[start : start + WRITE_BATCH]
             ]
             try:
-                upserted = self._snapshots.bulk_write(batch, ordered=False).upserted_ids
+                upserted = self._snapshots.bulk_write(batch, ordered=False).upserted_ids or {}
             except BulkWriteError as exc:
                 bad |= {start + e["index"]: e for e in exc.details.get("writeErrors", [])}
                 upserted = {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
