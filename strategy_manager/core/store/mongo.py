@@ -627,25 +627,28 @@ class MongoStore:
             for sid in new:
                 if sid not in lost:
                     held[sid] = Lease(strategy_id=sid, owner=owner, epoch=1, expires_at=expires)
+        takeable = []
         for sid, found in existing.items():
             current = found.get("expires_at")
             live = isinstance(current, datetime) and current > now
-            dead = found.get("owner") in steal_from
-            if found.get("owner") and live and not dead:
-                continue  # another owner's live lease
-            # Free, expired or a dead owner's: take it, unless it changed since we looked.
-            # The expiry is checked again in the same atomic update: a renewal that
-            # lands between our read and this update must win.
-            condition: dict[str, Any] = {"_id": sid, "owner": found.get("owner"), "epoch": found.get("epoch")}
-            if not dead:
-                condition["$or"] = [{"expires_at": {"$lte": now}}, {"owner": {"$in": ["", None]}}]
-            taken = self._leases.find_one_and_update(
-                condition,
+            if not found.get("owner") or not live or found.get("owner") in steal_from:
+                takeable.append(sid)  # free, expired, or a gone process's
+        if takeable:
+            # Taken in one statement, each document atomically, its expiry checked again
+            # there: a renewal that lands between our read and this update wins. Then read
+            # back which are ours now: those with this owner and this claim's expiry.
+            takeable_now: list[dict[str, Any]] = [
+                {"expires_at": {"$lte": now}},
+                {"owner": {"$in": ["", None]}},
+            ]
+            if steal_from:
+                takeable_now.append({"owner": {"$in": list(steal_from)}})
+            self._leases.update_many(
+                {"_id": {"$in": takeable}, "owner": {"$ne": owner}, "$or": takeable_now},
                 {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"epoch": 1}},
-                return_document=ReturnDocument.AFTER,
             )
-            if taken is not None:
-                held[sid] = lease(taken)
+            for doc in self._leases.find({"_id": {"$in": takeable}, "owner": owner, "expires_at": expires}):
+                held[doc["_id"]] = lease(doc)
         return held
 
     def renew(

@@ -397,3 +397,25 @@ def test_watch_either_declines_or_yields_on_a_change(store):
     threading.Thread(target=follow, daemon=True).start()
     store.upsert_strategy(doc())
     assert seen.wait(10)
+
+
+def test_one_claim_takes_every_expired_or_released_lease_and_no_live_one(store):
+    ids = ["x:LIVE:1", "x:EXPIRED:1", "x:RELEASED:1", "x:DEAD:1"]
+    store.claim(ids[:3], "a", START, 10)
+    store.claim(ids[3:], "gone", START, 60)
+    store.release(["x:RELEASED:1"], "a")
+    later = START + timedelta(seconds=11)
+    assert set(store.claim(["x:LIVE:1"], "a", later, 10)) == {"x:LIVE:1"}  # a renews this one only
+    taken = store.claim(ids, "b", later + timedelta(seconds=1), 10, steal_from={"gone"})
+    assert {sid: lease.epoch for sid, lease in taken.items()} == {
+        "x:EXPIRED:1": 2,
+        "x:RELEASED:1": 2,
+        "x:DEAD:1": 2,
+    }
+    leases = store.read_leases(ids)
+    assert {sid: lease.owner for sid, lease in leases.items()} == {
+        "x:LIVE:1": "a",
+        "x:EXPIRED:1": "b",
+        "x:RELEASED:1": "b",
+        "x:DEAD:1": "b",
+    }
