@@ -80,14 +80,26 @@ def _measure(report: DoubleRunReport, data: Path, ids: list[str]) -> None:
         report.moved += len({r["process"] for r in records}) > 1
 
 
-def _handover(report: DoubleRunReport, data: Path, ids: list[str], faulty: str, fault_at: float) -> None:
-    """For a fault in process ``faulty`` at ``fault_at``: late orders and takeover times."""
+def _handover(
+    report: DoubleRunReport,
+    data: Path,
+    ids: list[str],
+    faulty: str,
+    fault_at: float,
+    expiries: dict[str, float] | None = None,
+) -> None:
+    """For a fault in process ``faulty`` at ``fault_at``: late orders and takeover times;
+    with ``expiries`` (each lease's expiry in the store at the fault), a takeover before
+    its lease expired is a problem."""
     for ident in ids:
         records = orders(data, ident)
         theirs = [r["t"] for r in records if r["process"] != faulty and r["t"] > fault_at]
         if not theirs:
             report.problems.append(f"{ident}: never taken over")
             continue
+        if expiries is not None and theirs[0] < expiries[ident]:
+            early = expiries[ident] - theirs[0]
+            report.problems.append(f"{ident}: the new owner ordered {early:.3f}s before the old lease expired")
         report.late_orders += sum(r["process"] == faulty and r["t"] > theirs[0] for r in records)
         report.takeover = max(report.takeover, theirs[0] - fault_at)
 
@@ -121,6 +133,8 @@ def partition(folder: Path, mongo_uri: str, strategies: int = 20, cut_leases: fl
         wait_for(lambda: len(store.read_owners()) == 2, 60, "the second process's heartbeat")  # type: ignore[attr-defined]
         relay.down()
         cut_at = time.time()
+        # As renewed last before the cut (a renewal still in flight could only make them later).
+        expiries = {sid: lease.expires_at.timestamp() for sid, lease in store.read_leases(ids).items()}  # type: ignore[attr-defined]
         wait_for(lambda: all(len(_processes(data, i)) == 2 for i in ids), 60, "the takeover", poll=0.25)
         wait_for(lambda: time.time() > cut_at + cut_leases * LEASE, 60, "the cut to last")
         relay.up()
@@ -137,7 +151,7 @@ def partition(folder: Path, mongo_uri: str, strategies: int = 20, cut_leases: fl
         relay.down()
         report.exit_codes = stop(*procs)
     _measure(report, data, ids)
-    _handover(report, data, ids, first, cut_at)
+    _handover(report, data, ids, first, cut_at, expiries)
     for ident in ids:
         mine = [r["t"] for r in orders(data, ident) if r["process"] == first]
         if mine and max(mine) >= cut_at + LEASE:

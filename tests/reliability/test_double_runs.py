@@ -26,8 +26,9 @@ def test_a_partitioned_owner_stops_ordering_before_the_other_takes_over(tmp_path
     report = scenarios.partition(tmp_path, mongoeco_uri, strategies=20, cut_leases=3.0)
     _no_double_run(report)
     assert report.moved == 20  # every strategy was taken over once
-    # no order once its lease could expire, and the takeover comes after the expiry
-    assert scenarios.LEASE <= report.takeover < 3 * scenarios.LEASE
+    # no order once its lease could expire, and no takeover before its lease expired
+    # (both checked per strategy by the scenario); the takeover comes within 3 leases
+    assert report.takeover < 3 * scenarios.LEASE
 
 
 @pytest.mark.slow
