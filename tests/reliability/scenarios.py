@@ -99,7 +99,9 @@ def _handover(
             continue
         if expiries is not None and theirs[0] < expiries[ident]:
             early = expiries[ident] - theirs[0]
-            report.problems.append(f"{ident}: the new owner ordered {early:.3f}s before the old lease expired")
+            report.problems.append(
+                f"{ident}: the new owner ordered {early:.3f}s before the old lease expired"
+            )
         report.late_orders += sum(r["process"] == faulty and r["t"] > theirs[0] for r in records)
         report.takeover = max(report.takeover, theirs[0] - fault_at)
 
