@@ -610,33 +610,25 @@ class MongoStore:
         def lease(doc: dict[str, Any]) -> Lease:
             return Lease(strategy_id=doc["_id"], owner=owner, epoch=int(doc["epoch"]), expires_at=expires)
 
-        # Renew what we hold in one round, then read back which those are.
-        self._leases.update_many({"_id": {"$in": ids}, "owner": owner}, {"$set": {"expires_at": expires}})
-        for doc in self._leases.find({"_id": {"$in": ids}, "owner": owner, "expires_at": expires}):
-            held[doc["_id"]] = lease(doc)
-        rest = [sid for sid in ids if sid not in held]
-        existing = {d["_id"]: d for d in self._leases.find({"_id": {"$in": rest}})} if rest else {}
-        new = [sid for sid in rest if sid not in existing]
-        if new:  # never leased: insert them in one round; a duplicate means someone beat us
-            docs = [{"_id": sid, "owner": owner, "epoch": 1, "expires_at": expires} for sid in new]
-            try:
-                self._leases.insert_many(docs, ordered=False)
-                lost: set[str] = set()
-            except BulkWriteError as exc:
-                lost = {new[e["index"]] for e in exc.details.get("writeErrors", [])}
-            for sid in new:
-                if sid not in lost:
-                    held[sid] = Lease(strategy_id=sid, owner=owner, epoch=1, expires_at=expires)
-        takeable = []
+        existing = {d["_id"]: d for d in self._leases.find({"_id": {"$in": ids}})}
+        new = [sid for sid in ids if sid not in existing]
+        for start in range(0, len(new), WRITE_BATCH):  # never leased: created here unless someone beat us
+            held.update(self._create_leases(new[start : start + WRITE_BATCH], owner, expires))
+        ours, takeable = [], []
         for sid, found in existing.items():
             current = found.get("expires_at")
             live = isinstance(current, datetime) and current > now
-            if not found.get("owner") or not live or found.get("owner") in steal_from:
+            if found.get("owner") == owner:
+                ours.append(sid)
+            elif not found.get("owner") or not live or found.get("owner") in steal_from:
                 takeable.append(sid)  # free, expired, or a gone process's
+        if ours:  # renewed (if still ours), then read back below
+            self._leases.update_many(
+                {"_id": {"$in": ours}, "owner": owner}, {"$set": {"expires_at": expires}}
+            )
         if takeable:
             # Taken in one statement, each document atomically, its expiry checked again
-            # there: a renewal that lands between our read and this update wins. Then read
-            # back which are ours now: those with this owner and this claim's expiry.
+            # there: a renewal that lands between our read and this update wins.
             takeable_now: list[dict[str, Any]] = [
                 {"expires_at": {"$lte": now}},
                 {"owner": {"$in": ["", None]}},
@@ -647,9 +639,24 @@ class MongoStore:
                 {"_id": {"$in": takeable}, "owner": {"$ne": owner}, "$or": takeable_now},
                 {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"epoch": 1}},
             )
-            for doc in self._leases.find({"_id": {"$in": takeable}, "owner": owner, "expires_at": expires}):
+        if ours or takeable:  # ours now: this owner with this claim's expiry
+            query = {"_id": {"$in": ours + takeable}, "owner": owner, "expires_at": expires}
+            for doc in self._leases.find(query):
                 held[doc["_id"]] = lease(doc)
         return held
+
+    def _create_leases(self, ids: list[str], owner: str, expires: datetime) -> dict[str, Lease]:
+        """Create the leases of ``ids``; those that exist already (someone created them
+        since we looked) are left as they are. Upserts that only set on insert, rather
+        than an insert: an existing lease is a no-op instead of an error, and the wire
+        server used in tests inserts in time that grows with the collection."""
+        fields = {"owner": owner, "epoch": 1, "expires_at": expires}
+        ops = [UpdateOne({"_id": sid}, {"$setOnInsert": fields}, upsert=True) for sid in ids]
+        try:
+            created = self._leases.bulk_write(ops, ordered=False).upserted_ids or {}
+        except BulkWriteError as exc:  # a concurrent creation of the same _id: theirs
+            created = {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
+        return {ids[i]: Lease(strategy_id=ids[i], owner=owner, epoch=1, expires_at=expires) for i in created}
 
     def renew(
         self, owner: str, now: datetime, seconds: float, held: Collection[str] | None

@@ -120,3 +120,28 @@ def test_operations_after_the_server_goes_away_raise_store_error(mongoeco_uri, t
     with pytest.raises(StoreError, match="listing strategies"):
         store.list_strategies()
     store.close()
+
+
+def test_a_lease_created_by_another_between_the_look_and_the_creation_stays_theirs(
+    mongo_settings, monkeypatch
+):
+    from datetime import UTC, datetime
+
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    one, two = open_store(mongo_settings), open_store(mongo_settings)
+    create = one._create_leases
+
+    def beaten(ids, owner, expires):  # the other process creates one of them first
+        two.claim([ids[0]], "b", start, 60)
+        return create(ids, owner, expires)
+
+    monkeypatch.setattr(one, "_create_leases", beaten)
+    held = one.claim(["x:A:1", "x:B:1"], "a", start, 60)
+    assert set(held) == {"x:B:1"} and held["x:B:1"].epoch == 1
+    assert {s: lease.owner for s, lease in one.read_leases(["x:A:1", "x:B:1"]).items()} == {
+        "x:A:1": "b",
+        "x:B:1": "a",
+    }
+    assert two.claim(["x:A:1"], "b", start, 60)["x:A:1"].epoch == 1  # untouched: still b's first lease
+    one.close()
+    two.close()
