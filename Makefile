@@ -41,7 +41,7 @@ test-under-load: $(RAY_STAMP)
 	@set -e; hogs=""; \
 	for core in 1 2; do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; \
 	trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
-	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(BIN)/python -m pytest -q; done
+	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(MAKE) --no-print-directory test; done
 
 install: $(STAMP)
 
