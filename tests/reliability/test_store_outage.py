@@ -26,7 +26,7 @@ from tests.reliability.faults import FlakyStore
 IDS = [f"u:S{i}:k" for i in range(3)]
 
 
-def _setup(settings: Settings) -> tuple[object, FlakyStore]:
+def _setup(settings: Settings, params: dict | None = None) -> tuple[object, FlakyStore]:
     real = open_store(settings)
     for ident in IDS:
         real.upsert_strategy(
@@ -35,7 +35,7 @@ def _setup(settings: Settings) -> tuple[object, FlakyStore]:
                 "symbol": ident.split(":")[1],
                 "strategy_key": "k",
                 "engine": "demo",
-                "params": {"bar_seconds": 0.002, "fast": 2, "slow": 3},
+                "params": params or {"bar_seconds": 0.002, "fast": 2, "slow": 3},
                 "schedule": {"mode": "always"},
             }
         )
@@ -211,18 +211,7 @@ def test_a_renewal_that_lands_late_replaces_only_the_engines_that_met_their_fenc
         lease_renew_seconds=100,
         lease_margin_seconds=100,
     )
-    real = open_store(settings)
-    for ident in IDS:  # bars an hour apart: no engine checks its fence by itself
-        real.upsert_strategy(
-            {
-                "user_id": "u",
-                "symbol": ident.split(":")[1],
-                "strategy_key": "k",
-                "engine": "demo",
-                "params": {"bar_seconds": 3600},
-                "schedule": {"mode": "always"},
-            }
-        )
+    real, _flaky = _setup(settings, {"bar_seconds": 3600})  # bars an hour apart: no engine asks its fence
     events: list[tuple[str, str, str]] = []
     orch = MultiStrategyOrchestrator(
         settings, real, clock=SystemClock(), on_event=lambda k, i, d: events.append((k, i, d))
