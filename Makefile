@@ -35,13 +35,14 @@ $(RAY_STAMP): $(STAMP)
 	@$(BIN)/python -c 'import ray' || { echo "Ray did not install into $(VENV) (a cp313 wheel from PyPI is needed)" >&2; exit 1; }
 	touch $(RAY_STAMP)
 
-# The suite three times in a row beside two CPU-bound processes (one per core): tests
-# wait on conditions, never on an idle machine.
+# The suite RUNS times in a row (3 unless told) beside two CPU-bound processes (one per
+# core): tests wait on conditions, never on an idle machine.
+RUNS ?= 3
 test-under-load: $(RAY_STAMP)
 	@set -e; hogs=""; \
 	for core in 1 2; do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; \
 	trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
-	for run in 1 2 3; do echo "--- make test beside two CPU hogs: run $$run of 3"; $(MAKE) --no-print-directory test; done
+	for run in $$(seq $(RUNS)); do echo "--- make test beside two CPU hogs: run $$run of $(RUNS)"; $(MAKE) --no-print-directory test; done
 
 install: $(STAMP)
 

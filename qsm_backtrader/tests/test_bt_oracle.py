@@ -76,11 +76,13 @@ def test_snapshots_taken_while_running_each_resume_exactly(driver, sma_oracle):
     engine, context = driver.start(driver.spec(feed={"pace": 4000}))
     snaps = []
     while context.threads[0].is_alive() and len(snaps) < 4:
-        time.sleep(0.1)
-        snaps.append(driver.snapshot(engine, context))
+        time.sleep(0.1)  # spaces the snapshots out; a loaded machine may not have run a bar yet
+        snap = driver.snapshot(engine, context)
+        if snap["bars"]:
+            snaps.append(snap)
     driver.stop(engine, context)
     taken = sorted({s["bars"] for s in snaps})
-    assert len(taken) >= 2 and 0 < taken[0] < BARS, taken
+    assert len(taken) >= 2 and taken[0] < BARS, taken
     for snap in snaps[:3]:
         assert_same_as_oracle(driver.run_to_end(driver.spec(), snapshot=snap), sma_oracle)
 

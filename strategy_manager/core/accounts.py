@@ -333,7 +333,10 @@ class AccountBook:
                     "BACKOFF",
                     f"account {name}: its session failed to open: {entry.problem}; retry {when}",
                 )
-        return ("WAITING", f"waiting for the session of account {name} ({entry.state.lower()})")
+        how = entry.state.lower()
+        if entry.state is SessionState.OPENING and entry.problem:  # a retry: keep why it is one
+            how += f"; the last try failed: {entry.problem}"
+        return ("WAITING", f"waiting for the session of account {name} ({how})")
 
     def enter(self, sid: str) -> tuple[Account | None, Any]:
         """The strategy's engine is starting: it uses its account's session (if any)."""

@@ -203,6 +203,31 @@ def test_while_a_session_cannot_open_its_strategies_say_why(run):
     assert not plugin.opened
 
 
+def test_while_a_retry_connects_its_strategies_still_say_why_the_last_try_failed(run):
+    plugin = SessionEngine()
+    plugin.refuse = 1
+    plugin.hang.set()  # the retry after the refusal connects until released
+    r = run(plugin=plugin)
+    try:
+        ids = put(r.store, 2)
+        r.orch.start()
+
+        def shown(state, text):
+            r.orch._flush_status()
+            rows = r.status()
+            return all(s in rows and rows[s].state == state and text in (rows[s].last_error or "") for s in ids)
+
+        wait_for(
+            lambda: shown("WAITING", "(opening; the last try failed: login refused by the broker)"),
+            20,
+            "the retry showing the refused login",
+        )
+        plugin.release.set()
+        r.wait_states(ids, "RUNNING")
+    finally:
+        plugin.release.set()
+
+
 def test_bad_account_settings_are_not_retried(run):
     r = run()
     [sid] = put(r.store, 1, account="broken")
