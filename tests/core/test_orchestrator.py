@@ -154,7 +154,8 @@ def test_editing_the_schedule_restarts_only_that_worker_with_its_state(any_setti
         elapsed = time.monotonic() - t0
         assert "restored snapshot" in events.of("u:A:k", "started")[1][2]
         assert len(events.of("u:B:k", "started")) == 1  # untouched
-        assert elapsed < 2 * settings.poll_interval + 0.25  # the poll, then one quick stop and start
+        # Seen by the poll, not healed by a resync (how quick it is, is benchmarks/run.py's)
+        assert elapsed < settings.resync_interval
 
         store.update_strategy("u:A:k", {"enabled": False})
         events.wait_for("u:A:k", "stopped", count=2)

@@ -11,6 +11,7 @@ from strategy_manager.core.errors import HookError, SnapshotError
 from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.spec import parse_strategy
 from strategy_manager.core.worker import EngineWorker, WorkerState
+from tests.conftest import wait_for
 
 
 def make_worker(
@@ -109,8 +110,7 @@ def test_a_seed_style_strategy_worker_runs_on_a_watched_thread(tmp_path):
     worker, saved = make_worker(tmp_path, "tests.core.user_engines.SeedWorker")
     before = set(threading.enumerate())  # an earlier test's thread may still be ending
     worker.start()
-    time.sleep(0.1)
-    assert worker.engine.target.ticks > 0
+    wait_for(lambda: worker.engine.target.ticks > 0, 10, "the seed-style worker ticking")
     worker.stop()
     assert saved[-1]["ticks"] > 0
     assert set(threading.enumerate()) - before == set()  # its thread was joined

@@ -43,7 +43,7 @@ def test_at_exactly_the_open_a_strategy_runs():
 
 def test_a_second_orchestrator_takes_over_after_the_first_ones_lease_expires(tmp_path):
     settings = Settings(
-        data_dir=str(tmp_path), poll_interval=0.05, lease_seconds=1.0, lease_renew_seconds=0.25
+        data_dir=str(tmp_path), poll_interval=0.05, lease_seconds=2.0, lease_renew_seconds=0.25
     )
     store = open_store(settings)
     store.upsert_strategy(
@@ -68,7 +68,7 @@ def test_a_second_orchestrator_takes_over_after_the_first_ones_lease_expires(tmp
         wait_for(
             lambda: second.slots.get("u:A:k") and second.slots["u:A:k"].state == "STANDBY", 10, "standby"
         )
-        time.sleep(1.5)  # longer than a lease: the first renews, so the second stands by
+        time.sleep(2.5)  # longer than a lease: the first renews, so the second stands by
         assert second.slots["u:A:k"].state == "STANDBY"
         assert second.slots["u:A:k"].worker is None
         # The first host hangs: nothing runs its control loop or renews its leases any more.
