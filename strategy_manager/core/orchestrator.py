@@ -47,6 +47,7 @@ from strategy_manager.core.errors import EngineHalted, HookError, HookTimeout, Q
 from strategy_manager.core.hookpool import HookPool, Task
 from strategy_manager.core.leases import LeaseChange, LeaseKeeper, this_process
 from strategy_manager.core.lifecycle import LifecycleManager
+from strategy_manager.core.masking import Redactor
 from strategy_manager.core.registry import EngineRegistry
 from strategy_manager.core.schedule import Phase, Policy
 from strategy_manager.core.settings import Settings, validate_settings
@@ -191,6 +192,9 @@ class MultiStrategyOrchestrator:
         self.settings = settings
         self.store = store
         self.registry = registry or EngineRegistry.from_entry_points(settings)
+        #: Error texts are masked before they are stored: a reader of the store may not
+        #: have this process's settings (and so could not mask its secrets).
+        self._redactor = Redactor.for_settings(settings, self.registry.secret_options())
         self.clock = clock or SystemClock()
         #: Leases and heartbeats are wall-clock facts even when the schedule is simulated.
         self.wall = SystemClock()
@@ -1339,10 +1343,11 @@ class MultiStrategyOrchestrator:
 
     def _status(self, slot: Slot) -> StatusRecord:
         phase = slot.phase
+        mask = self._redactor.text
         details: dict[str, Any] = {
             "starts": slot.starts,
             "restored_seq": slot.restored_seq,
-            "reason": slot.reason,
+            "reason": mask(slot.reason) if slot.reason else slot.reason,
         }
         if slot.last_snapshot_seq is not None:
             details["last_snapshot_seq"] = slot.last_snapshot_seq
@@ -1353,6 +1358,10 @@ class MultiStrategyOrchestrator:
             details["params_applied"] = slot.params_applied
         details.update(self.accounts.status_details(slot.id))
         reason = slot.reason or (self.accounts.problem(slot.id) if slot.running else None)
+        if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED):
+            reason = None
+        if details.get("session_error"):
+            details["session_error"] = mask(details["session_error"])
         return StatusRecord(
             strategy_id=slot.id,
             state=str(slot.state),
@@ -1360,7 +1369,7 @@ class MultiStrategyOrchestrator:
             owner=self.owner,
             heartbeat=self.wall.now(),
             restarts=slot.restarts,
-            last_error=None if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED) else reason,
+            last_error=mask(reason) if reason else None,
             next_transition=phase.next_kind if phase else None,
             next_transition_at=phase.until if phase else None,
             details=details,

@@ -12,8 +12,11 @@ import sys
 import textwrap
 from urllib.parse import urlsplit
 
+import attrs
 import pytest
 
+from strategy_manager.core.settings import Settings
+from strategy_manager.core.store import open_store
 from tests.conftest import run_cli, wait_for
 from tests.wire_server import mongoeco_uri  # noqa: F401  (a fixture)
 
@@ -118,8 +121,12 @@ def gateway_run(tmp_path_factory) -> dict[str, str]:
         run.send_signal(signal.SIGINT)
         run.wait(timeout=60)
         sink.close()
+    store = open_store(Settings(data_dir=str(root / "data")))
+    stored = json.dumps([attrs.asdict(r) for r in store.read_status()], default=str, ensure_ascii=False)
+    store.close()
     views = {
         "run": log.read_text(),
+        "the store's status rows": stored,  # as any reader finds them, with no settings to mask by
         "status": _outputs(run_cli("status", env=env)),
         "status --json": _outputs(run_cli("status", "--json", env=env)),
         "--debug status": _outputs(run_cli("--debug", "status", env=env)),
@@ -140,6 +147,7 @@ def test_the_gateway_run_really_failed_with_the_echoed_setting(gateway_run):
     assert "login refused with" in gateway_run["run"]
     assert "***" in gateway_run["run"] and "DEBUG" in gateway_run["run"]  # --debug logs
     assert "***" in gateway_run["status --json"]
+    assert "login refused with" in gateway_run["the store's status rows"]
 
 
 @pytest.mark.parametrize("key", [*GATEWAY_SECRETS, "datafeed.password"])
