@@ -67,12 +67,12 @@ def fill(store: Any, n: int, engine: str = "noop") -> None:
         store.upsert_strategy(doc)
 
 
-def wait_until(predicate: Any, timeout: float) -> bool:
+def wait_until(predicate: Any, timeout: float, poll: float = 0.005) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.005)
+        time.sleep(poll)
     return False
 
 
@@ -166,11 +166,7 @@ def cold_start(settings: Settings, n: int, stored: bool = False) -> float:
 
         with MongoClient(settings.mongo_uri) as client:
             status = client[settings.mongo_db][settings.status_collection]
-            deadline = time.monotonic() + 300
-            while (ok := status.count_documents({"state": "RUNNING"}) == n) is False:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            ok = wait_until(lambda: status.count_documents({"state": "RUNNING"}) == n, 300, poll=0.1)
     elapsed = time.perf_counter() - t0
     orch.stop()
     store.close()
