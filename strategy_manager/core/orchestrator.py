@@ -1344,11 +1344,8 @@ class MultiStrategyOrchestrator:
     def _status(self, slot: Slot) -> StatusRecord:
         phase = slot.phase
         mask = self._redactor.text
-        details: dict[str, Any] = {
-            "starts": slot.starts,
-            "restored_seq": slot.restored_seq,
-            "reason": mask(slot.reason) if slot.reason else slot.reason,
-        }
+        own = mask(slot.reason) if slot.reason else slot.reason
+        details: dict[str, Any] = {"starts": slot.starts, "restored_seq": slot.restored_seq, "reason": own}
         if slot.last_snapshot_seq is not None:
             details["last_snapshot_seq"] = slot.last_snapshot_seq
             details["last_snapshot_at"] = slot.last_snapshot_at.isoformat() if slot.last_snapshot_at else None
@@ -1357,7 +1354,8 @@ class MultiStrategyOrchestrator:
         if slot.params_applied:
             details["params_applied"] = slot.params_applied
         details.update(self.accounts.status_details(slot.id))
-        reason = slot.reason or (self.accounts.problem(slot.id) if slot.running else None)
+        problem = None if own or not slot.running else self.accounts.problem(slot.id)
+        reason = own or (mask(problem) if problem else None)
         if slot.state in (WorkerState.DISABLED, WorkerState.FINISHED):
             reason = None
         if details.get("session_error"):
@@ -1369,7 +1367,7 @@ class MultiStrategyOrchestrator:
             owner=self.owner,
             heartbeat=self.wall.now(),
             restarts=slot.restarts,
-            last_error=mask(reason) if reason else None,
+            last_error=reason,
             next_transition=phase.next_kind if phase else None,
             next_transition_at=phase.until if phase else None,
             details=details,
